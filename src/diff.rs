@@ -1,0 +1,581 @@
+//! Statistics, diffs and filters: pure functions on snapshots
+//! (tracemalloc's `statistics`, `compare_to` and `Filter`).
+
+#![forbid(unsafe_code)]
+
+use crate::config::glob_match;
+use crate::{Frame, Snapshot, TaskStat};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+/// How traces are grouped into statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupBy {
+    /// By the call site's file and line (`'lineno'`).
+    Line,
+    /// By the call site's function.
+    Function,
+    /// By the call site's file (`'filename'`).
+    File,
+    /// By the whole traceback (`'traceback'`).
+    Traceback,
+}
+
+impl GroupBy {
+    /// `"line"`, `"function"`, `"file"` or `"traceback"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupBy::Line => "line",
+            GroupBy::Function => "function",
+            GroupBy::File => "file",
+            GroupBy::Traceback => "traceback",
+        }
+    }
+}
+
+impl std::str::FromStr for GroupBy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "line" | "lineno" => Ok(GroupBy::Line),
+            "function" => Ok(GroupBy::Function),
+            "file" | "filename" => Ok(GroupBy::File),
+            "traceback" => Ok(GroupBy::Traceback),
+            _ => Err(format!("unknown grouping {s:?} (line, function, file or traceback)")),
+        }
+    }
+}
+
+/// Live memory of one group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Statistic {
+    /// The group: the site's file and line for `Line`, its function for
+    /// `Function` (line 0), its file for `File` (function empty, line 0).
+    pub location: Frame,
+    /// The traceback of the group's largest trace.
+    pub traceback: Vec<Frame>,
+    /// Live bytes.
+    pub size: u64,
+    /// Live blocks.
+    pub count: u64,
+}
+
+/// One group's change between two snapshots.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatisticDiff {
+    /// 1 for the fastest-growing group.
+    pub rank: usize,
+    /// The group (see [`Statistic::location`]).
+    pub location: Frame,
+    /// Live bytes in the newer snapshot.
+    pub size: u64,
+    /// Change in live bytes.
+    pub size_diff: i64,
+    /// Live blocks in the newer snapshot.
+    pub count: u64,
+    /// Change in live blocks.
+    pub count_diff: i64,
+    /// `size_diff` over the time between the snapshots.
+    pub growth_bytes_per_sec: f64,
+    /// The traceback of the group's largest trace.
+    pub traceback: Vec<Frame>,
+}
+
+/// Label, time and totals of one side of a diff.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// The snapshot's label.
+    pub label: String,
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
+    /// Traced bytes then.
+    pub current_bytes: u64,
+    /// Live blocks then.
+    pub blocks: u64,
+}
+
+/// Total change between two snapshots.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiffTotals {
+    /// Change in bytes over all groups.
+    pub size_diff: i64,
+    /// Change in blocks over all groups.
+    pub count_diff: i64,
+}
+
+/// Live tasks at one spawn site, compared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskDiff {
+    /// The spawn site.
+    pub location: Frame,
+    /// Tasks alive in the newer snapshot.
+    pub live: u64,
+    /// Change in live tasks.
+    pub live_diff: i64,
+    /// Tasks spawned there in total, by the newer snapshot.
+    pub spawned: u64,
+}
+
+/// The ranked difference between two snapshots (`compare_to`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotDiff {
+    /// How sites were grouped.
+    pub group_by: GroupBy,
+    /// The older snapshot.
+    pub from: SnapshotInfo,
+    /// The newer snapshot.
+    pub to: SnapshotInfo,
+    /// Seconds between them.
+    pub elapsed_seconds: f64,
+    /// Total change.
+    pub totals: DiffTotals,
+    /// Every group present in either snapshot, fastest-growing first.
+    pub sites: Vec<StatisticDiff>,
+    /// Live tasks per spawn site, most grown first.
+    #[serde(default)]
+    pub tasks: Vec<TaskDiff>,
+}
+
+/// Seconds between two snapshots: the monotonic clock when both come from
+/// one process, else the wall clock.
+pub fn elapsed_seconds(older: &Snapshot, newer: &Snapshot) -> f64 {
+    let mono = newer.monotonic_seconds - older.monotonic_seconds;
+    if older.pid == newer.pid && older.monotonic_seconds > 0.0 && mono >= 0.0 {
+        mono
+    } else {
+        (newer.unix_seconds - older.unix_seconds).max(0.0)
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Line(String, u32),
+    Function(String),
+    File(String),
+    Traceback(Vec<Frame>),
+}
+
+fn key_of(group_by: GroupBy, tb: &[Frame]) -> (Key, Frame) {
+    let site = tb.first().cloned().unwrap_or_else(|| Frame {
+        function: crate::symbolize::UNKNOWN.into(),
+        file: String::new(),
+        line: 0,
+    });
+    match group_by {
+        GroupBy::Line => (Key::Line(site.file.clone(), site.line), site),
+        GroupBy::Function => (
+            Key::Function(site.function.clone()),
+            Frame {
+                line: 0,
+                ..site
+            },
+        ),
+        GroupBy::File => (
+            Key::File(site.file.clone()),
+            Frame {
+                function: String::new(),
+                file: site.file,
+                line: 0,
+            },
+        ),
+        GroupBy::Traceback => (Key::Traceback(tb.to_vec()), site),
+    }
+}
+
+/// Groups, with the traceback of the largest trace of each.
+fn group(snapshot: &Snapshot, group_by: GroupBy) -> HashMap<Key, (Statistic, u64)> {
+    let mut out: HashMap<Key, (Statistic, u64)> = HashMap::new();
+    for trace in &snapshot.traces {
+        let tb = snapshot.traceback(trace);
+        let (key, location) = key_of(group_by, &tb);
+        let e = out.entry(key).or_insert_with(|| {
+            (
+                Statistic {
+                    location,
+                    traceback: Vec::new(),
+                    size: 0,
+                    count: 0,
+                },
+                0,
+            )
+        });
+        e.0.size += trace.size;
+        e.0.count += trace.count;
+        if e.0.traceback.is_empty() || trace.size > e.1 {
+            if group_by == GroupBy::Line || group_by == GroupBy::Traceback {
+                e.0.location.function = tb.first().map(|f| f.function.clone()).unwrap_or_default();
+            }
+            e.0.traceback = tb;
+            e.1 = trace.size;
+        }
+    }
+    out
+}
+
+fn location_order(a: &Frame, b: &Frame) -> Ordering {
+    (&a.file, a.line, &a.function).cmp(&(&b.file, b.line, &b.function))
+}
+
+impl Snapshot {
+    /// Live memory per group, largest first (ties by count, then location).
+    pub fn statistics(&self, group_by: GroupBy) -> Vec<Statistic> {
+        let mut v: Vec<Statistic> = group(self, group_by).into_values().map(|(s, _)| s).collect();
+        v.sort_by(|a, b| {
+            b.size
+                .cmp(&a.size)
+                .then(b.count.cmp(&a.count))
+                .then_with(|| location_order(&a.location, &b.location))
+        });
+        v
+    }
+
+    /// How memory changed since `older`, one entry per group present in
+    /// either snapshot, fastest-growing first: `size_diff` descending, then
+    /// `size`, then `count_diff`.
+    pub fn compare_to(&self, older: &Snapshot, group_by: GroupBy) -> SnapshotDiff {
+        let new = group(self, group_by);
+        let mut old = group(older, group_by);
+        let elapsed = elapsed_seconds(older, self);
+        let rate = |d: i64| if elapsed > 0.0 { d as f64 / elapsed } else { 0.0 };
+        let mut sites = Vec::with_capacity(new.len() + old.len());
+        for (key, (stat, _)) in new {
+            let (old_size, old_count) = old.remove(&key).map(|(s, _)| (s.size, s.count)).unwrap_or((0, 0));
+            let size_diff = stat.size as i64 - old_size as i64;
+            sites.push(StatisticDiff {
+                rank: 0,
+                location: stat.location,
+                size: stat.size,
+                size_diff,
+                count: stat.count,
+                count_diff: stat.count as i64 - old_count as i64,
+                growth_bytes_per_sec: rate(size_diff),
+                traceback: stat.traceback,
+            });
+        }
+        for (_, (stat, _)) in old {
+            let size_diff = -(stat.size as i64);
+            sites.push(StatisticDiff {
+                rank: 0,
+                location: stat.location,
+                size: 0,
+                size_diff,
+                count: 0,
+                count_diff: -(stat.count as i64),
+                growth_bytes_per_sec: rate(size_diff),
+                traceback: stat.traceback,
+            });
+        }
+        rank(&mut sites);
+        let totals = DiffTotals {
+            size_diff: sites.iter().map(|s| s.size_diff).sum(),
+            count_diff: sites.iter().map(|s| s.count_diff).sum(),
+        };
+        SnapshotDiff {
+            group_by,
+            from: info(older),
+            to: info(self),
+            elapsed_seconds: elapsed,
+            totals,
+            sites,
+            tasks: task_diff(&older.tasks, &self.tasks),
+        }
+    }
+
+    /// A copy keeping only the traces whose call site passes `filters`
+    /// (tracemalloc's `filter_traces`).
+    pub fn filter_traces(&self, filters: &[Filter]) -> Snapshot {
+        let mut out = self.clone();
+        out.traces
+            .retain(|t| self.site(t).map(|f| Filter::pass_all(filters, f)).unwrap_or(false));
+        out
+    }
+}
+
+fn info(s: &Snapshot) -> SnapshotInfo {
+    SnapshotInfo {
+        label: s.label.clone(),
+        taken_at: s.taken_at.clone(),
+        current_bytes: s.totals.current_bytes,
+        blocks: s.totals.blocks,
+    }
+}
+
+fn rank(sites: &mut [StatisticDiff]) {
+    sites.sort_by(|a, b| {
+        b.size_diff
+            .cmp(&a.size_diff)
+            .then(b.size.cmp(&a.size))
+            .then(b.count_diff.cmp(&a.count_diff))
+            .then_with(|| location_order(&a.location, &b.location))
+    });
+    for (i, s) in sites.iter_mut().enumerate() {
+        s.rank = i + 1;
+    }
+}
+
+fn task_diff(old: &[TaskStat], new: &[TaskStat]) -> Vec<TaskDiff> {
+    let mut before: HashMap<&Frame, u64> = old.iter().map(|t| (&t.location, t.live)).collect();
+    let mut out: Vec<TaskDiff> = new
+        .iter()
+        .map(|t| TaskDiff {
+            location: t.location.clone(),
+            live: t.live,
+            live_diff: t.live as i64 - before.remove(&t.location).unwrap_or(0) as i64,
+            spawned: t.spawned,
+        })
+        .collect();
+    out.extend(before.into_iter().map(|(loc, live)| TaskDiff {
+        location: loc.clone(),
+        live: 0,
+        live_diff: -(live as i64),
+        spawned: 0,
+    }));
+    out.sort_by(|a, b| {
+        b.live_diff
+            .cmp(&a.live_diff)
+            .then(b.live.cmp(&a.live))
+            .then_with(|| location_order(&a.location, &b.location))
+    });
+    out
+}
+
+impl SnapshotDiff {
+    /// A copy keeping only the groups whose location passes `filters`,
+    /// re-ranked, with totals over what is kept.
+    pub fn filter(&self, filters: &[Filter]) -> SnapshotDiff {
+        let mut out = self.clone();
+        out.sites.retain(|s| Filter::pass_all(filters, &s.location));
+        rank(&mut out.sites);
+        out.totals = DiffTotals {
+            size_diff: out.sites.iter().map(|s| s.size_diff).sum(),
+            count_diff: out.sites.iter().map(|s| s.count_diff).sum(),
+        };
+        out
+    }
+
+    /// The first `n` sites.
+    pub fn top(&self, n: usize) -> &[StatisticDiff] {
+        &self.sites[..n.min(self.sites.len())]
+    }
+}
+
+/// Keeps only the statistics whose location passes `filters`.
+pub fn filter_statistics(stats: Vec<Statistic>, filters: &[Filter]) -> Vec<Statistic> {
+    stats.into_iter().filter(|s| Filter::pass_all(filters, &s.location)).collect()
+}
+
+/// What a [`Filter`] pattern is matched against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FilterTarget {
+    /// The site's file path.
+    File,
+    /// The site's function name.
+    Function,
+}
+
+/// Includes or excludes groups by a glob on their file or function
+/// (tracemalloc's `Filter`). With any inclusive filter, a group must match
+/// one of them; it must match no exclusive filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Filter {
+    /// Keep (true) or drop (false) what matches.
+    pub inclusive: bool,
+    /// A glob: `*` is any run of characters, `?` one character.
+    pub pattern: String,
+    /// What the pattern is matched against.
+    pub target: FilterTarget,
+}
+
+impl Filter {
+    /// Keep groups whose file matches `pattern`.
+    pub fn include_file(pattern: impl Into<String>) -> Filter {
+        Filter {
+            inclusive: true,
+            pattern: pattern.into(),
+            target: FilterTarget::File,
+        }
+    }
+
+    /// Drop groups whose file matches `pattern`.
+    pub fn exclude_file(pattern: impl Into<String>) -> Filter {
+        Filter {
+            inclusive: false,
+            pattern: pattern.into(),
+            target: FilterTarget::File,
+        }
+    }
+
+    /// Keep groups whose function matches `pattern`.
+    pub fn include_function(pattern: impl Into<String>) -> Filter {
+        Filter {
+            inclusive: true,
+            pattern: pattern.into(),
+            target: FilterTarget::Function,
+        }
+    }
+
+    /// Drop groups whose function matches `pattern`.
+    pub fn exclude_function(pattern: impl Into<String>) -> Filter {
+        Filter {
+            inclusive: false,
+            pattern: pattern.into(),
+            target: FilterTarget::Function,
+        }
+    }
+
+    /// Whether `frame` matches this filter's pattern (ignoring `inclusive`).
+    pub fn matches(&self, frame: &Frame) -> bool {
+        match self.target {
+            FilterTarget::File => glob_match(&self.pattern, &frame.file),
+            FilterTarget::Function => glob_match(&self.pattern, &frame.function),
+        }
+    }
+
+    /// Whether `frame` passes every filter of `filters`.
+    pub fn pass_all(filters: &[Filter], frame: &Frame) -> bool {
+        let mut any_include = false;
+        let mut included = false;
+        for f in filters {
+            if f.inclusive {
+                any_include = true;
+                included |= f.matches(frame);
+            } else if f.matches(frame) {
+                return false;
+            }
+        }
+        !any_include || included
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Totals, Trace};
+
+    fn frame(file: &str, line: u32, function: &str) -> Frame {
+        Frame {
+            function: function.into(),
+            file: file.into(),
+            line,
+        }
+    }
+
+    /// A snapshot with `(site, size, count)` traces, taken at `t` seconds.
+    pub(crate) fn snap(label: &str, t: f64, traces: &[(Frame, u64, u64)]) -> Snapshot {
+        let mut frames = Vec::new();
+        let mut out = Vec::new();
+        for (f, size, count) in traces {
+            let idx = frames.iter().position(|x| x == f).unwrap_or_else(|| {
+                frames.push(f.clone());
+                frames.len() - 1
+            });
+            out.push(Trace {
+                size: *size,
+                count: *count,
+                frames: vec![idx as u32],
+            });
+        }
+        Snapshot {
+            label: label.into(),
+            taken_at: crate::clock::rfc3339(1_700_000_000.0 + t),
+            unix_seconds: 1_700_000_000.0 + t,
+            monotonic_seconds: 100.0 + t,
+            pid: 1,
+            mode: "exact".into(),
+            mean_bytes: None,
+            capture: "unwinder".into(),
+            frames_per_trace: 16,
+            totals: Totals {
+                current_bytes: out.iter().map(|t| t.size).sum(),
+                blocks: out.iter().map(|t| t.count).sum(),
+                ..Totals::default()
+            },
+            process: None,
+            frames,
+            traces: out,
+            tasks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn compare_ranks_growth_first_and_keeps_vanished_groups() {
+        let a = frame("src/a.rs", 1, "a");
+        let b = frame("src/b.rs", 2, "b");
+        let c = frame("src/c.rs", 3, "c");
+        let old = snap("old", 0.0, &[(a.clone(), 100, 1), (c.clone(), 50, 5)]);
+        let new = snap("new", 10.0, &[(a.clone(), 1100, 11), (b.clone(), 500, 2)]);
+        let d = new.compare_to(&old, GroupBy::Line);
+        let order: Vec<&str> = d.sites.iter().map(|s| s.location.file.as_str()).collect();
+        assert_eq!(order, ["src/a.rs", "src/b.rs", "src/c.rs"]);
+        assert_eq!(d.sites[0].size_diff, 1000);
+        assert_eq!(d.sites[0].count_diff, 10);
+        assert_eq!(d.sites[0].growth_bytes_per_sec, 100.0);
+        assert_eq!(d.sites[2].size, 0);
+        assert_eq!(d.sites[2].size_diff, -50);
+        assert_eq!(d.totals.size_diff, 1000 + 500 - 50);
+        assert_eq!(d.elapsed_seconds, 10.0);
+        assert_eq!(d.sites.iter().map(|s| s.rank).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn ties_break_by_size_then_count_diff() {
+        let a = frame("src/a.rs", 1, "a");
+        let b = frame("src/b.rs", 1, "b");
+        let old = snap("old", 0.0, &[(a.clone(), 0, 0), (b.clone(), 100, 0)]);
+        let new = snap("new", 1.0, &[(a.clone(), 100, 1), (b.clone(), 200, 1)]);
+        let d = new.compare_to(&old, GroupBy::Line);
+        assert_eq!(d.sites[0].location.file, "src/b.rs");
+    }
+
+    #[test]
+    fn a_snapshot_diffed_with_itself_has_no_change() {
+        let a = frame("src/a.rs", 1, "a");
+        let s = snap("s", 0.0, &[(a, 100, 1)]);
+        let d = s.compare_to(&s, GroupBy::Traceback);
+        assert!(d.sites.iter().all(|x| x.size_diff == 0 && x.count_diff == 0));
+        assert_eq!(d.totals, DiffTotals::default());
+    }
+
+    #[test]
+    fn grouping_by_file_and_function_merges_lines() {
+        let s = snap(
+            "s",
+            0.0,
+            &[
+                (frame("src/a.rs", 1, "f"), 10, 1),
+                (frame("src/a.rs", 2, "g"), 20, 1),
+                (frame("src/b.rs", 3, "g"), 40, 1),
+            ],
+        );
+        let by_file = s.statistics(GroupBy::File);
+        assert_eq!(by_file.len(), 2);
+        assert_eq!((by_file[0].location.file.as_str(), by_file[0].size), ("src/b.rs", 40));
+        assert_eq!((by_file[1].location.file.as_str(), by_file[1].size), ("src/a.rs", 30));
+        let by_fn = s.statistics(GroupBy::Function);
+        assert_eq!((by_fn[0].location.function.as_str(), by_fn[0].size), ("g", 60));
+        assert_eq!(s.statistics(GroupBy::Line).len(), 3);
+    }
+
+    #[test]
+    fn filters_include_and_exclude() {
+        let s = snap(
+            "s",
+            0.0,
+            &[
+                (frame("/app/src/a.rs", 1, "app::f"), 10, 1),
+                (frame("/app/src/b.rs", 2, "app::g"), 20, 1),
+                (frame("/app/tests/t.rs", 3, "t::h"), 40, 1),
+            ],
+        );
+        let only_src = s.filter_traces(&[Filter::include_file("*/src/*")]);
+        assert_eq!(only_src.traces.len(), 2);
+        let no_g = s.filter_traces(&[Filter::include_file("*/src/*"), Filter::exclude_function("*::g")]);
+        assert_eq!(no_g.statistics(GroupBy::Line)[0].location.line, 1);
+        let d = s.compare_to(&snap("e", 0.0, &[]), GroupBy::Line).filter(&[Filter::exclude_file("*/tests/*")]);
+        assert_eq!(d.sites.len(), 2);
+        assert_eq!(d.sites[0].rank, 1);
+        assert_eq!(d.totals.size_diff, 30);
+    }
+}

@@ -1,0 +1,482 @@
+//! Tables of stacks and live blocks.
+//!
+//! - [`StackTable`] interns captured stacks. A stack already seen is found
+//!   with atomic loads only (no lock, no write), so a hot call site costs a
+//!   hash and a lookup. New stacks are appended under a mutex; entries never
+//!   move and are never freed, so a reader holding an id can always read it.
+//! - [`BlockTable`] maps each live tracked block's address to its stack and
+//!   size, sharded by address so threads rarely share a lock. Per-site totals
+//!   are not kept on the hot path at all: a snapshot sums the blocks of each
+//!   stack, so an allocation writes one shard and nothing else shared but the
+//!   byte counter.
+//!
+//! Every allocation made here (a new stack entry, a table growing) happens
+//! with the `BUSY` guard bit set, so it goes to the inner allocator untracked,
+//! and every one is fallible: when memory for the tables cannot be had the
+//! block is counted as untracked instead.
+
+use super::guard::{Guard, BUSY};
+use super::{CURRENT, PEAK};
+use hashbrown::HashMap;
+use parking_lot::{Mutex, MutexGuard};
+use std::hash::{BuildHasher, Hasher};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+
+/// An interned stack's id. Ids fit in 24 bits (see [`pack`]).
+pub(crate) type StackId = u32;
+
+/// The id recorded when a stack could not be interned (table full or out of
+/// memory); it resolves to no frames.
+pub(crate) const UNKNOWN_STACK: StackId = (1 << 24) - 1;
+
+/// Bytes the stack table has allocated (entries, index, segments).
+pub(crate) static STACK_TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The murmur3 finaliser: spreads an address or a stack hash over all bits.
+#[inline]
+pub(crate) fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+#[inline]
+fn hash_stack(ips: &[usize]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ ips.len() as u64;
+    for &ip in ips {
+        h = mix(h ^ ip as u64);
+    }
+    h
+}
+
+// ---------------------------------------------------------------- stacks
+
+/// One interned stack. Written once under the insert lock, before the index
+/// slot that names it is published with `Release`.
+struct StackSlot {
+    hash: AtomicU64,
+    ips: AtomicPtr<usize>,
+    len: AtomicU32,
+}
+
+const FIRST_SEGMENT: usize = 256;
+/// Segment `k` holds `FIRST_SEGMENT << k` slots; 16 segments cover every id
+/// below `UNKNOWN_STACK`.
+const SEGMENTS: usize = 16;
+
+/// The open-addressing index from stack hash to id. Slot layout:
+///
+/// | bits   | meaning                         |
+/// |--------|---------------------------------|
+/// | 63..32 | upper half of the stack's hash  |
+/// | 31..0  | id + 1 (0 = empty slot)         |
+struct Index {
+    mask: usize,
+    slots: *const AtomicU64,
+}
+
+pub(crate) struct StackTable {
+    segments: [AtomicPtr<StackSlot>; SEGMENTS],
+    len: AtomicU32,
+    /// The current index. Replaced ones are leaked, never freed, because a
+    /// reader may still be probing them; their total is below the final
+    /// index's size.
+    index: AtomicPtr<Index>,
+    insert_lock: Mutex<()>,
+}
+
+// SAFETY: all shared state is atomics or behind `insert_lock`; the raw
+// pointers point to leaked, never-freed memory that is only written before
+// being published.
+unsafe impl Sync for StackTable {}
+
+impl StackTable {
+    pub(crate) const fn new() -> Self {
+        StackTable {
+            segments: [const { AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
+            len: AtomicU32::new(0),
+            index: AtomicPtr::new(ptr::null_mut()),
+            insert_lock: Mutex::new(()),
+        }
+    }
+
+    /// How many stacks are interned.
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Acquire) as usize
+    }
+
+    fn locate(id: StackId) -> (usize, usize) {
+        // Segment k starts at FIRST_SEGMENT * (2^k - 1).
+        let q = id as usize / FIRST_SEGMENT + 1;
+        let k = (usize::BITS - 1 - q.leading_zeros()) as usize;
+        let start = FIRST_SEGMENT * ((1 << k) - 1);
+        (k, id as usize - start)
+    }
+
+    fn slot(&self, id: StackId) -> Option<&StackSlot> {
+        let (k, off) = Self::locate(id);
+        let seg = self.segments.get(k)?.load(Acquire);
+        if seg.is_null() {
+            return None;
+        }
+        // SAFETY: segment `k` was allocated with `FIRST_SEGMENT << k` slots
+        // and `off` is below that by construction of `locate`; segments are
+        // never freed.
+        Some(unsafe { &*seg.add(off) })
+    }
+
+    /// The return addresses of stack `id` (empty for unknown ids).
+    pub(crate) fn get(&self, id: StackId) -> &[usize] {
+        if id >= self.len.load(Acquire) {
+            return &[];
+        }
+        let Some(slot) = self.slot(id) else {
+            return &[];
+        };
+        let p = slot.ips.load(Acquire);
+        let len = slot.len.load(Acquire) as usize;
+        if p.is_null() {
+            return &[];
+        }
+        // SAFETY: `p` points to `len` addresses written before `len` was
+        // published (Release in `insert_slow`, Acquire above), leaked and
+        // never written again.
+        unsafe { std::slice::from_raw_parts(p, len) }
+    }
+
+    fn lookup(&self, ips: &[usize], hash: u64) -> Option<StackId> {
+        let idx = self.index.load(Acquire);
+        if idx.is_null() {
+            return None;
+        }
+        // SAFETY: index objects are leaked once published, never freed.
+        let idx = unsafe { &*idx };
+        let mut i = (hash as usize) & idx.mask;
+        loop {
+            // SAFETY: `i <= mask` and the index has `mask + 1` slots.
+            let s = unsafe { &*idx.slots.add(i) }.load(Acquire);
+            if s == 0 {
+                return None;
+            }
+            if s >> 32 == hash >> 32 {
+                let id = (s & 0xffff_ffff) as StackId - 1;
+                if let Some(slot) = self.slot(id) {
+                    if slot.hash.load(Relaxed) == hash && self.get(id) == ips {
+                        return Some(id);
+                    }
+                }
+            }
+            i = (i + 1) & idx.mask;
+        }
+    }
+
+    /// The id of this stack, interning it when new. `None` when the table is
+    /// full or memory for it cannot be had. Must run with `BUSY` set.
+    #[inline]
+    pub(crate) fn intern(&self, ips: &[usize]) -> Option<StackId> {
+        let hash = hash_stack(ips);
+        if let Some(id) = self.lookup(ips, hash) {
+            return Some(id);
+        }
+        self.insert_slow(ips, hash)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_slow(&self, ips: &[usize], hash: u64) -> Option<StackId> {
+        let _lock = self.insert_lock.lock();
+        if let Some(id) = self.lookup(ips, hash) {
+            return Some(id);
+        }
+        let id = self.len.load(Relaxed);
+        if id >= UNKNOWN_STACK {
+            return None;
+        }
+        self.ensure_index(id as usize + 1)?;
+        let (k, _) = Self::locate(id);
+        if self.segments[k].load(Relaxed).is_null() {
+            let seg = alloc_zeroed_slice::<StackSlot>(FIRST_SEGMENT << k)?;
+            self.segments[k].store(seg, Release);
+        }
+        let copy = alloc_zeroed_slice::<usize>(ips.len().max(1))?;
+        // SAFETY: `copy` has room for `ips.len()` words and does not overlap
+        // the caller's buffer.
+        unsafe { ptr::copy_nonoverlapping(ips.as_ptr(), copy, ips.len()) };
+        let slot = self.slot(id)?;
+        slot.hash.store(hash, Relaxed);
+        slot.ips.store(copy, Release);
+        slot.len.store(ips.len() as u32, Release);
+        self.len.store(id + 1, Release);
+        // SAFETY: `ensure_index` published a non-null index with room.
+        let idx = unsafe { &*self.index.load(Relaxed) };
+        Self::place(idx, hash, id);
+        Some(id)
+    }
+
+    fn place(idx: &Index, hash: u64, id: StackId) {
+        let mut i = (hash as usize) & idx.mask;
+        loop {
+            // SAFETY: `i <= mask`, within the index's slots.
+            let slot = unsafe { &*idx.slots.add(i) };
+            if slot.load(Relaxed) == 0 {
+                slot.store((hash & !0xffff_ffff) | (id as u64 + 1), Release);
+                return;
+            }
+            i = (i + 1) & idx.mask;
+        }
+    }
+
+    /// Makes sure the index can take `count` entries at a load of at most
+    /// one half; rebuilds it twice as large when not. Under the insert lock.
+    fn ensure_index(&self, count: usize) -> Option<()> {
+        let cur = self.index.load(Relaxed);
+        // SAFETY: a published index is never freed.
+        let cap = if cur.is_null() { 0 } else { unsafe { (*cur).mask + 1 } };
+        if count * 2 <= cap {
+            return Some(());
+        }
+        let new_cap = (cap * 2).max(1024);
+        let slots = alloc_zeroed_slice::<AtomicU64>(new_cap)?;
+        let idx_ptr = alloc_zeroed_slice::<Index>(1)?;
+        // SAFETY: `idx_ptr` is a fresh, exclusively owned allocation for one Index.
+        unsafe {
+            idx_ptr.write(Index {
+                mask: new_cap - 1,
+                slots,
+            })
+        };
+        // SAFETY: just initialised.
+        let idx = unsafe { &*idx_ptr };
+        for id in 0..self.len.load(Relaxed) {
+            if let Some(slot) = self.slot(id) {
+                Self::place(idx, slot.hash.load(Relaxed), id);
+            }
+        }
+        self.index.store(idx_ptr, Release);
+        Some(())
+    }
+}
+
+/// Allocates `n` zeroed `T`s through the global allocator (which, with
+/// `BUSY` set, forwards straight to the inner allocator) and leaks them.
+fn alloc_zeroed_slice<T>(n: usize) -> Option<*mut T> {
+    let layout = std::alloc::Layout::array::<T>(n).ok()?;
+    let _busy = Guard::with(BUSY);
+    // SAFETY: `layout` has a non-zero size (n >= 1, T is not a ZST here).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+    if p.is_null() {
+        return None;
+    }
+    STACK_TABLE_BYTES.fetch_add(layout.size(), Relaxed);
+    Some(p)
+}
+
+// ---------------------------------------------------------------- blocks
+
+/// A block's stack and size in one word:
+///
+/// | bits   | meaning                                       |
+/// |--------|-----------------------------------------------|
+/// | 63..40 | stack id (24 bits)                            |
+/// | 39..0  | size in bytes, saturated at 2^40 - 1 (1 TiB)  |
+#[inline]
+pub(crate) fn pack(stack: StackId, size: usize) -> u64 {
+    ((stack as u64) << 40) | (size as u64).min((1 << 40) - 1)
+}
+
+/// The `(stack, size)` of a packed block word.
+#[inline]
+pub(crate) fn unpack(word: u64) -> (StackId, usize) {
+    ((word >> 40) as StackId, (word & ((1 << 40) - 1)) as usize)
+}
+
+/// Hashes an address key with [`mix`] (hashbrown takes the low bits for the
+/// bucket and the top 7 for its control byte, so both must be spread).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct AddrHash;
+
+pub(crate) struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix(self.0 ^ b as u64);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = mix(n as u64);
+    }
+}
+
+impl BuildHasher for AddrHash {
+    type Hasher = AddrHasher;
+    fn build_hasher(&self) -> AddrHasher {
+        AddrHasher(0)
+    }
+}
+
+type BlockMap = HashMap<usize, u64, AddrHash>;
+
+const SHARDS: usize = 128;
+
+#[repr(align(128))]
+struct Shard(Mutex<BlockMap>);
+
+/// Live tracked blocks, sharded by address.
+pub(crate) struct BlockTable {
+    shards: [Shard; SHARDS],
+}
+
+/// A locked shard. Holding it sets `BUSY`, so whatever the holder allocates
+/// or frees never comes back here for a lock (which could be this one).
+pub(crate) struct ShardGuard<'a> {
+    map: MutexGuard<'a, BlockMap>,
+    _busy: Guard,
+}
+
+impl std::ops::Deref for ShardGuard<'_> {
+    type Target = BlockMap;
+    fn deref(&self) -> &BlockMap {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for ShardGuard<'_> {
+    fn deref_mut(&mut self) -> &mut BlockMap {
+        &mut self.map
+    }
+}
+
+impl BlockTable {
+    pub(crate) const fn new() -> Self {
+        BlockTable {
+            shards: [const { Shard(Mutex::new(HashMap::with_hasher(AddrHash))) }; SHARDS],
+        }
+    }
+
+    #[inline]
+    fn shard_of(addr: usize) -> usize {
+        // The top bits of the mix; the map itself uses the low bits.
+        (mix(addr as u64) >> 57) as usize % SHARDS
+    }
+
+    /// Locks shard `i` (for snapshots and clearing).
+    pub(crate) fn lock_shard(&self, i: usize) -> ShardGuard<'_> {
+        let busy = Guard::with(BUSY);
+        ShardGuard {
+            map: self.shards[i].0.lock(),
+            _busy: busy,
+        }
+    }
+
+    pub(crate) const fn shard_count() -> usize {
+        SHARDS
+    }
+
+    /// Records a live block; `false` when the table could not grow (the
+    /// block then goes untracked). Adds `size` to the traced total.
+    #[inline]
+    pub(crate) fn insert(&self, addr: usize, stack: StackId, size: usize) -> bool {
+        let mut map = self.shards[Self::shard_of(addr)].0.lock();
+        if map.try_reserve(1).is_err() {
+            return false;
+        }
+        let old = map.insert(addr, pack(stack, size));
+        // Counters move under the shard lock, so clearing a shard and
+        // subtracting its bytes is exact with respect to this shard.
+        if let Some(old) = old {
+            // An address can only be present twice if a free was missed;
+            // replace it rather than count it twice.
+            CURRENT.fetch_sub(unpack(old).1, Relaxed);
+        }
+        let now = CURRENT.fetch_add(size, Relaxed) + size;
+        if now > PEAK.load(Relaxed) {
+            PEAK.fetch_max(now, Relaxed);
+        }
+        true
+    }
+
+    /// Forgets a block; returns its stack and size when it was tracked.
+    #[inline]
+    pub(crate) fn remove(&self, addr: usize) -> Option<(StackId, usize)> {
+        let mut map = self.shards[Self::shard_of(addr)].0.lock();
+        let (stack, size) = unpack(map.remove(&addr)?);
+        CURRENT.fetch_sub(size, Relaxed);
+        Some((stack, size))
+    }
+
+    /// Forgets every block, shard by shard.
+    pub(crate) fn clear(&self) {
+        for i in 0..SHARDS {
+            let mut map = self.lock_shard(i);
+            let bytes: usize = map.values().map(|&w| unpack(w).1).sum();
+            map.clear();
+            map.shrink_to_fit();
+            CURRENT.fetch_sub(bytes, Relaxed);
+        }
+    }
+
+    /// Bytes held by the tables' buckets (key, value and control byte each).
+    pub(crate) fn memory(&self) -> usize {
+        (0..SHARDS)
+            .map(|i| {
+                let cap = self.lock_shard(i).capacity();
+                if cap == 0 {
+                    0
+                } else {
+                    // hashbrown keeps capacity at 7/8 of its buckets.
+                    let buckets = (cap * 8 / 7).next_power_of_two();
+                    buckets * (std::mem::size_of::<(usize, u64)>() + 1)
+                }
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pack_round_trips_and_saturates() {
+        assert_eq!(unpack(pack(7, 1024)), (7, 1024));
+        assert_eq!(unpack(pack(UNKNOWN_STACK, 0)), (UNKNOWN_STACK, 0));
+        assert_eq!(unpack(pack(3, usize::MAX)).1, (1 << 40) - 1);
+    }
+
+    #[test]
+    fn segments_cover_ids_without_gaps() {
+        let mut expect = (0usize, 0usize);
+        for id in 0..(FIRST_SEGMENT * 7) as StackId {
+            let (k, off) = StackTable::locate(id);
+            assert_eq!((k, off), expect, "id {id}");
+            expect.1 += 1;
+            if expect.1 == FIRST_SEGMENT << expect.0 {
+                expect = (expect.0 + 1, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn interning_deduplicates_and_grows() {
+        static TABLE: StackTable = StackTable::new();
+        let mut ids = Vec::new();
+        for i in 0..3000usize {
+            let stack = [i, i + 1, 42];
+            ids.push(TABLE.intern(&stack).unwrap());
+        }
+        for i in 0..3000usize {
+            let stack = [i, i + 1, 42];
+            assert_eq!(TABLE.intern(&stack), Some(ids[i]));
+            assert_eq!(TABLE.get(ids[i]), &stack);
+        }
+        assert_eq!(TABLE.len(), 3000);
+        assert_eq!(TABLE.get(UNKNOWN_STACK), &[] as &[usize]);
+    }
+}

@@ -1,0 +1,261 @@
+//! Return-address capture, with no symbol lookup and no lock.
+//!
+//! Two methods:
+//! - a frame-pointer walk, bounded by the current thread's stack, used when
+//!   [`fp_walk_works`] confirmed at `start()` that this build keeps frame
+//!   pointers (about 40 ns for a deep stack);
+//! - libgcc's unwinder through `backtrace::trace_unsynchronized`, correct for
+//!   every build but about 100 times slower.
+//!
+//! The walk never reads memory outside `[current stack pointer, top of this
+//! thread's stack)`, and frame addresses must strictly increase, so a broken
+//! chain ends the walk instead of faulting or looping.
+
+use std::cell::Cell;
+
+/// The most return addresses captured for one block.
+pub(crate) const MAX_DEPTH: usize = 128;
+
+thread_local! {
+    /// `(low, high)` bounds of this thread's stack; `(0, 0)` until looked up,
+    /// `(1, 1)` when they cannot be known (the walk is then not used).
+    static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// Captures return addresses into `buf` with the chosen method; returns how many.
+#[inline]
+pub(crate) fn capture(buf: &mut [usize], frame_pointers: bool) -> usize {
+    if frame_pointers {
+        if let Some(n) = capture_fp(buf) {
+            return n;
+        }
+    }
+    capture_unwind(buf)
+}
+
+/// Captures with libgcc's unwinder.
+#[inline(never)]
+pub(crate) fn capture_unwind(buf: &mut [usize]) -> usize {
+    let mut n = 0;
+    // SAFETY: `trace_unsynchronized` is unsafe because some platform
+    // unwinders (dbghelp on Windows) are not thread-safe; libgcc's
+    // `_Unwind_Backtrace`, used on the Unix targets, is. The closure only
+    // writes into `buf`: it does not allocate, panic or take a lock.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            if n >= buf.len() {
+                return false;
+            }
+            let ip = frame.ip() as usize;
+            if ip == 0 {
+                return false;
+            }
+            buf[n] = ip;
+            n += 1;
+            true
+        });
+    }
+    n
+}
+
+/// The bounds of the current thread's stack, cached per thread.
+#[inline]
+fn stack_bounds() -> Option<(usize, usize)> {
+    let cached = BOUNDS.try_with(Cell::get).ok()?;
+    match cached {
+        (0, 0) => {
+            let b = query_stack_bounds().unwrap_or((1, 1));
+            let _ = BOUNDS.try_with(|c| c.set(b));
+            (b != (1, 1)).then_some(b)
+        }
+        (1, 1) => None,
+        b => Some(b),
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn query_stack_bounds() -> Option<(usize, usize)> {
+    // SAFETY: `attr` is initialised by `pthread_getattr_np` before it is read
+    // and destroyed exactly once; `addr` and `size` are plain out-parameters.
+    // glibc may call malloc here (for the main thread it reads
+    // /proc/self/maps); the caller is inside a hook with the BUSY bit set, so
+    // that allocation goes straight to the inner allocator.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut libc::c_void = std::ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 || addr.is_null() || size == 0 {
+            return None;
+        }
+        let low = addr as usize;
+        Some((low, low.checked_add(size)?))
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn query_stack_bounds() -> Option<(usize, usize)> {
+    None
+}
+
+/// The frame pointer of the calling function.
+#[inline(always)]
+#[cfg(target_arch = "x86_64")]
+fn frame_pointer() -> usize {
+    let fp: usize;
+    // SAFETY: reads a register, touches no memory.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) fp, options(nomem, nostack, preserves_flags)) };
+    fp
+}
+
+#[inline(always)]
+#[cfg(target_arch = "aarch64")]
+fn frame_pointer() -> usize {
+    let fp: usize;
+    // SAFETY: reads a register, touches no memory.
+    unsafe { core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack, preserves_flags)) };
+    fp
+}
+
+/// Walks the frame-pointer chain; `None` when this thread's stack bounds are
+/// unknown or the architecture has no walk (the caller falls back).
+#[inline(never)]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) fn capture_fp(buf: &mut [usize]) -> Option<usize> {
+    let (_, high) = stack_bounds()?;
+    let marker = 0u8;
+    // Everything between a local of this frame and the top of the stack is
+    // mapped: it is the live part of this thread's stack.
+    let low = std::ptr::addr_of!(marker) as usize;
+    let mut fp = frame_pointer();
+    let mut n = 0;
+    // A frame record is two words: [fp] = caller's fp, [fp + 8] = return address.
+    while n < buf.len() {
+        if fp < low || fp % std::mem::align_of::<usize>() != 0 || fp > high - 2 * 8 {
+            break;
+        }
+        // SAFETY: `fp` is word-aligned and `fp .. fp + 16` lies within
+        // `[low, high)`, the mapped, live part of this thread's stack, so
+        // both reads are in bounds. The values read may be garbage if the
+        // chain is broken; they are only compared and stored, never followed
+        // without the same check.
+        let (next, ret) = unsafe {
+            let p = fp as *const usize;
+            (p.read_volatile(), p.add(1).read_volatile())
+        };
+        if ret == 0 {
+            break;
+        }
+        buf[n] = ret;
+        n += 1;
+        if next <= fp {
+            break;
+        }
+        fp = next;
+    }
+    Some(n)
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) fn capture_fp(_buf: &mut [usize]) -> Option<usize> {
+    None
+}
+
+/// Checks once, at `start()`, that a frame-pointer walk through a known call
+/// chain of this crate finds each caller in turn. Crates of one build share
+/// their codegen flags, so a pass means the program's own code keeps frame
+/// pointers too.
+pub(crate) fn fp_walk_works() -> bool {
+    let mut fp = [0usize; 8];
+    let mut uw = [0usize; 64];
+    let (nf, nu) = probe_a(&mut fp, &mut uw);
+    let entries = [probe_c as usize, probe_b as usize, probe_a as usize];
+    fp_matches(&fp[..nf], &uw[..nu], &entries)
+}
+
+/// True when the walk's first addresses are returns into `entries` (the
+/// probe functions, innermost first) in order, and the unwinder agrees.
+///
+/// Without frame pointers `rbp` still points at some ancestor's valid frame
+/// record, and a walk from there agrees with the unwinder further up; the
+/// first check, that the walk starts in its immediate caller, catches that.
+fn fp_matches(fp: &[usize], uw: &[usize], entries: &[usize]) -> bool {
+    // A return address lies after its function's entry, within the probe's
+    // few instructions.
+    const BODY: usize = 1024;
+    if fp.len() < entries.len() + 1 {
+        return false;
+    }
+    let callers_ok = entries
+        .iter()
+        .zip(fp)
+        .all(|(&entry, &ret)| ret > entry && ret - entry < BODY);
+    // Past the probes (whose call sites differ between the two captures),
+    // the walk and the unwinder see the same return addresses.
+    let tail = &fp[1..entries.len() + 1];
+    let unwinder_ok = uw.windows(tail.len()).any(|w| w == tail);
+    callers_ok && unwinder_ok
+}
+
+#[inline(never)]
+fn probe_a(fp: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
+    let r = probe_b(fp, uw);
+    std::hint::black_box(r)
+}
+
+#[inline(never)]
+fn probe_b(fp: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
+    let r = probe_c(fp, uw);
+    std::hint::black_box(r)
+}
+
+#[inline(never)]
+fn probe_c(fp: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
+    let nf = capture_fp(fp).unwrap_or(0);
+    let nu = capture_unwind(uw);
+    std::hint::black_box((nf, nu))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_needs_the_immediate_caller_in_order() {
+        let entries = [1000, 2000, 3000];
+        // Returns into probe_c, probe_b, probe_a, then their caller.
+        let fp = [1010, 2010, 3010, 4010];
+        assert!(fp_matches(&fp, &[1, 1005, 2010, 3010, 4010, 9], &entries));
+        // A walk that starts at an ancestor's record agrees with the
+        // unwinder, but not with the probes.
+        assert!(!fp_matches(&[4010, 5010, 6010, 7010], &[1, 1005, 2010, 3010, 4010, 5010, 6010, 7010], &entries));
+        assert!(!fp_matches(&fp, &[1, 1005, 2010, 0, 4010], &entries));
+        assert!(!fp_matches(&fp[..3], &[1005, 2010, 3010], &entries));
+        assert!(!fp_matches(&[], &[1, 2], &entries));
+    }
+
+    #[test]
+    fn unwinder_captures_this_test() {
+        let mut buf = [0usize; 32];
+        let n = capture_unwind(&mut buf);
+        assert!(n > 2, "captured {n} frames");
+        assert!(buf[..n].iter().all(|&a| a != 0));
+    }
+
+    #[test]
+    fn walk_on_a_garbage_chain_stops_without_faulting() {
+        // Whatever the build, the walk must end inside the stack bounds.
+        let mut buf = [0usize; MAX_DEPTH];
+        if let Some(n) = capture_fp(&mut buf) {
+            assert!(n <= MAX_DEPTH);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! # leaktrace: tracemalloc for Rust
+//!
+//! A `#[global_allocator]` wrapper that counts live bytes and blocks per call
+//! site, the site being the first frame of the program's own code (not
+//! `alloc::raw_vec`); labelled snapshots; diffs that rank the
+//! fastest-growing sites; JSON files that other processes can read back.
+//!
+//! ```no_run
+//! #[global_allocator]
+//! static ALLOC: leaktrace::TrackingAllocator = leaktrace::TrackingAllocator::system();
+//!
+//! fn main() -> Result<(), leaktrace::Error> {
+//!     leaktrace::start(leaktrace::Config::default());
+//!     let before = leaktrace::take_snapshot("before");
+//!     let mut cache = Vec::new();
+//!     for i in 0..1000 {
+//!         cache.push(vec![i as u8; 1024]); // grows: this line is ranked first
+//!     }
+//!     let after = leaktrace::take_snapshot("after");
+//!     let diff = after.compare_to(&before, leaktrace::GroupBy::Line);
+//!     for site in diff.top(3) {
+//!         println!("{}:{} {:+} B", site.location.file, site.location.line, site.size_diff);
+//!     }
+//!     after.write_json("after.json")?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Limits: blocks allocated before `start()` are not known; in release
+//! builds file and line need `debug = "line-tables-only"` (or more) in the
+//! profile; exact mode captures a stack per allocation (see the README for
+//! the measured cost and for frame pointers, which make it cheap).
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
+mod clock;
+mod config;
+mod diff;
+pub(crate) mod hot;
+mod report;
+mod snapshot;
+mod symbolize;
+mod tasks;
+
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+pub use config::{CaptureMethod, Config, Mode, SiteRules};
+pub use diff::{
+    elapsed_seconds, filter_statistics, DiffTotals, Filter, FilterTarget, GroupBy, SnapshotDiff, SnapshotInfo,
+    Statistic, StatisticDiff, TaskDiff,
+};
+pub use hot::alloc::TrackingAllocator;
+pub use report::{write_atomic, Error, Result, DIFF_FORMAT, SNAPSHOT_FORMAT, TREND_FORMAT};
+pub use snapshot::{process_memory, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
+pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
+
+use hot::guard::{Guard, IGNORE};
+use once_cell::sync::Lazy;
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering::{Relaxed, Release};
+
+/// One resolved stack frame.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Frame {
+    /// Demangled function name, without the hash (`app::cache::Cache::insert`).
+    pub function: String,
+    /// Source file as recorded in the debug info (absolute for most builds);
+    /// empty when unknown.
+    pub file: String,
+    /// 1-based line; 0 when unknown.
+    pub line: u32,
+}
+
+impl std::fmt::Display for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.file.is_empty(), self.line) {
+            (true, _) => write!(f, "{}", self.function),
+            (false, 0) => write!(f, "{}", self.file),
+            (false, line) => write!(f, "{}:{}", self.file, line),
+        }
+    }
+}
+
+/// Traced bytes now and at their highest.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TracedMemory {
+    /// Bytes in blocks allocated since `start()` (or `clear_traces()`) and
+    /// still live.
+    pub current: usize,
+    /// The highest `current` since `start()` or `reset_peak()`.
+    pub peak: usize,
+}
+
+/// The settings in force, for snapshots.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) frames: usize,
+    pub(crate) mode: Mode,
+    pub(crate) rules: SiteRules,
+}
+
+static SETTINGS: Lazy<RwLock<Settings>> = Lazy::new(|| {
+    RwLock::new(Settings {
+        frames: 16,
+        mode: Mode::Full,
+        rules: SiteRules::default(),
+    })
+});
+
+/// Serializes `start`, `stop` and `clear_traces` with each other.
+static CONTROL: Mutex<()> = Mutex::new(());
+
+pub(crate) fn settings() -> Settings {
+    let _ignore = Guard::with(IGNORE);
+    SETTINGS.read().clone()
+}
+
+/// Return addresses captured beyond the frames kept: the allocator's own
+/// frames and the standard library's sit between the hook and the site.
+const EXTRA_FRAMES: usize = 48;
+
+/// Starts tracing with `config`. Called while tracing, it starts over: the
+/// traces so far are cleared and the new configuration applies.
+pub fn start(config: Config) {
+    let _ignore = Guard::with(IGNORE);
+    let _control = CONTROL.lock();
+    hot::TRACING.store(false, Relaxed);
+    hot::clear();
+    let fp = match config.capture {
+        CaptureMethod::Auto => hot::stack::fp_walk_works(),
+        CaptureMethod::FramePointers => {
+            if !hot::stack::fp_walk_works() {
+                log::warn!("leaktrace: frame pointers forced, but this build's walk does not match the unwinder; call sites may be wrong");
+            }
+            true
+        }
+        CaptureMethod::Unwinder => false,
+    };
+    hot::USE_FP.store(fp, Relaxed);
+    hot::DEPTH.store((config.frames + EXTRA_FRAMES).min(hot::stack::MAX_DEPTH), Relaxed);
+    match config.mode {
+        Mode::Full => hot::MODE.store(hot::MODE_EXACT, Relaxed),
+        Mode::Sampled { mean_bytes } => {
+            hot::MEAN_BYTES.store(mean_bytes.max(1), Relaxed);
+            hot::MODE.store(hot::MODE_SAMPLED, Relaxed);
+        }
+    }
+    if let Some(seed) = config.sample_seed {
+        hot::sample::SEED.store(seed, Relaxed);
+    }
+    hot::sample::EPOCH.fetch_add(1, Relaxed);
+    {
+        let mut s = SETTINGS.write();
+        if s.rules != config.rules || s.frames != config.frames {
+            symbolize::forget_sites();
+        }
+        *s = Settings {
+            frames: config.frames,
+            mode: config.mode,
+            rules: config.rules,
+        };
+    }
+    hot::TRACING.store(true, Release);
+}
+
+/// Stops tracing and clears the traces (`tracemalloc.stop()`).
+pub fn stop() {
+    let _ignore = Guard::with(IGNORE);
+    let _control = CONTROL.lock();
+    hot::TRACING.store(false, Relaxed);
+    hot::clear();
+}
+
+/// Whether tracing is on.
+pub fn is_tracing() -> bool {
+    hot::TRACING.load(Relaxed)
+}
+
+/// The capture method in force (`Unwinder` before the first `start()`).
+pub fn capture_method() -> CaptureMethod {
+    if hot::USE_FP.load(Relaxed) {
+        CaptureMethod::FramePointers
+    } else {
+        CaptureMethod::Unwinder
+    }
+}
+
+/// Traced bytes now and at their peak. Exact in every mode: in exact mode
+/// the bytes of blocks allocated since `start()` and still live; in sampled
+/// mode the bytes allocated minus the bytes freed since `start()`.
+pub fn traced_memory() -> TracedMemory {
+    let (current, peak) = hot::traced();
+    TracedMemory { current, peak }
+}
+
+/// Sets the peak to the current value (`tracemalloc.reset_peak()`).
+pub fn reset_peak() {
+    hot::reset_peak();
+}
+
+/// Forgets every trace: blocks allocated so far are ignored when freed
+/// (`tracemalloc.clear_traces()`).
+pub fn clear_traces() {
+    let _ignore = Guard::with(IGNORE);
+    let _control = CONTROL.lock();
+    hot::clear();
+}
+
+/// Bytes the tracker holds for its own tables (`tracemalloc.get_tracemalloc_memory()`).
+pub fn tracker_memory() -> usize {
+    let _ignore = Guard::with(IGNORE);
+    hot::memory()
+}
+
+/// Takes a labelled snapshot of live memory per traceback
+/// (`tracemalloc.take_snapshot()`). Other threads go on allocating while it
+/// is taken. Its own memory is not traced.
+pub fn take_snapshot(label: &str) -> Snapshot {
+    let _ignore = Guard::with(IGNORE);
+    let raw = snapshot::collect();
+    snapshot::build(label, &raw)
+}
+
+/// Runs `f` with this thread's allocations untraced (frees are still seen).
+pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
+    let _ignore = Guard::with(IGNORE);
+    f()
+}
