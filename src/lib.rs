@@ -43,6 +43,7 @@ mod report;
 mod snapshot;
 mod symbolize;
 mod tasks;
+mod trend;
 
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -56,6 +57,7 @@ pub use hot::alloc::TrackingAllocator;
 pub use report::{write_atomic, Error, Result, DIFF_FORMAT, SNAPSHOT_FORMAT, TREND_FORMAT};
 pub use snapshot::{process_memory, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
 pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
+pub use trend::{analyze_series, rank_key_cmp, trend, SeriesTrend, Trend, TrendPoint, TrendSite, Verdict};
 
 use hot::guard::{Guard, IGNORE};
 use once_cell::sync::Lazy;

@@ -31,10 +31,15 @@ thread_local! {
     static SEEN_EPOCH: Cell<u64> = const { Cell::new(0) };
 }
 
+/// Drawn distances are capped at this many means, so a block at least that
+/// large is always sampled (an 8 MiB block at the 512 KiB default); below
+/// it the cap changes probabilities by at most e^-16.
+pub(crate) const CAP_FACTOR: usize = 16;
+
 /// The probability that a block of `size` bytes is sampled.
 #[inline]
 pub(crate) fn probability(size: usize, mean_bytes: usize) -> f64 {
-    if mean_bytes <= 1 {
+    if mean_bytes <= 1 || size >= mean_bytes.saturating_mul(CAP_FACTOR) {
         return 1.0;
     }
     -(-(size as f64) / mean_bytes as f64).exp_m1()
@@ -79,7 +84,8 @@ fn first_draw(size: usize, mean_bytes: usize, epoch: u64) -> bool {
 fn draw(mean_bytes: usize) -> i64 {
     let u = next_uniform();
     let d = -(1.0 - u).ln() * mean_bytes as f64;
-    (d as i64).clamp(1, i64::MAX / 2)
+    let cap = mean_bytes.saturating_mul(CAP_FACTOR).min(i64::MAX as usize / 2) as i64;
+    (d as i64).clamp(1, cap)
 }
 
 /// A uniform draw in [0, 1).
@@ -102,10 +108,20 @@ mod tests {
 
     #[test]
     fn probability_is_one_for_huge_blocks_and_small_for_tiny_ones() {
-        assert!(probability(8 << 20, 512 << 10) > 0.9999999);
+        assert_eq!(probability(8 << 20, 512 << 10), 1.0);
+        assert!(probability(4 << 20, 512 << 10) > 0.999);
         let p = probability(16, 512 << 10);
         assert!(p > 0.0 && p < 0.0001);
         assert_eq!(probability(1, 1), 1.0);
+    }
+
+    #[test]
+    fn a_block_of_sixteen_means_is_always_sampled() {
+        EPOCH.fetch_add(1, Relaxed);
+        for _ in 0..10_000 {
+            assert!(should_sample(8 << 20, 512 << 10));
+            should_sample(100, 512 << 10);
+        }
     }
 
     #[test]
