@@ -35,9 +35,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+mod check;
 mod clock;
 mod config;
 mod diff;
+mod monitor;
 pub(crate) mod hot;
 mod report;
 mod snapshot;
@@ -48,6 +50,8 @@ mod trend;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
+pub use check::*;
+pub use monitor::*;
 pub use config::{CaptureMethod, Config, Mode, SiteRules};
 pub use diff::{
     elapsed_seconds, filter_statistics, DiffTotals, Filter, FilterTarget, GroupBy, SnapshotDiff, SnapshotInfo,

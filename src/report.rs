@@ -201,7 +201,7 @@ impl Snapshot {
     /// or another.
     pub fn read_json(path: impl AsRef<Path>) -> Result<Snapshot> {
         let path = path.as_ref();
-        let snap: Snapshot = read_kind(path, "leaktrace.snapshot")?;
+        let mut snap: Snapshot = read_kind(path, "leaktrace.snapshot")?;
         snap.validate(path)?;
         Ok(snap)
     }
@@ -209,12 +209,20 @@ impl Snapshot {
     /// Parses snapshot JSON text; `origin` names it in errors.
     pub fn from_json(text: &str, origin: impl AsRef<Path>) -> Result<Snapshot> {
         let path = origin.as_ref();
-        let snap: Snapshot = parse_kind(path, text, "leaktrace.snapshot")?;
+        let mut snap: Snapshot = parse_kind(path, text, "leaktrace.snapshot")?;
         snap.validate(path)?;
         Ok(snap)
     }
 
-    fn validate(&self, path: &Path) -> Result<()> {
+    /// Checks frame indices and fills `unix_seconds` from `taken_at` when a
+    /// writer left it out.
+    fn validate(&mut self, path: &Path) -> Result<()> {
+        if self.unix_seconds == 0.0 {
+            self.unix_seconds = crate::clock::parse_rfc3339(&self.taken_at).ok_or_else(|| Error::Format {
+                path: path.to_path_buf(),
+                message: format!("invalid {SNAPSHOT_FORMAT}: taken_at {:?} is not an RFC 3339 time", self.taken_at),
+            })?;
+        }
         for (i, t) in self.traces.iter().enumerate() {
             if let Some(&bad) = t.frames.iter().find(|&&f| f as usize >= self.frames.len()) {
                 return Err(Error::Format {

@@ -69,11 +69,15 @@ pub struct Snapshot {
     pub label: String,
     /// Wall-clock time, RFC 3339 in UTC.
     pub taken_at: String,
-    /// The same, as seconds since the Unix epoch.
+    /// The same, as seconds since the Unix epoch (read from `taken_at`
+    /// when absent).
+    #[serde(default)]
     pub unix_seconds: f64,
-    /// CLOCK_MONOTONIC seconds, for rates between snapshots of one boot.
+    /// CLOCK_MONOTONIC seconds, for rates between snapshots of one process.
+    #[serde(default)]
     pub monotonic_seconds: f64,
     /// The process that took it.
+    #[serde(default)]
     pub pid: u32,
     /// `"exact"` or `"sampled"`.
     pub mode: String,

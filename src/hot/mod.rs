@@ -20,6 +20,7 @@
 pub(crate) mod alloc;
 pub(crate) mod guard;
 pub(crate) mod sample;
+pub(crate) mod scope;
 pub(crate) mod sites;
 pub(crate) mod stack;
 
@@ -101,6 +102,10 @@ fn store(addr: usize, id: sites::StackId, size: usize, sampled: bool) {
         if sampled {
             filter_slot(addr).fetch_add(1, Relaxed);
         }
+        let scope = scope::current();
+        if scope != 0 {
+            scope::tag(addr, scope, id, size);
+        }
     } else {
         UNTRACKED.fetch_add(1, Relaxed);
     }
@@ -131,6 +136,9 @@ pub(crate) fn on_dealloc(ptr: *mut u8, size: usize) {
 #[inline]
 fn forget(addr: usize, sampled: bool) -> Option<(sites::StackId, usize)> {
     let found = BLOCKS.remove(addr);
+    if found.is_some() {
+        scope::untag(addr);
+    }
     if sampled && found.is_some() {
         filter_slot(addr).fetch_sub(1, Relaxed);
     }

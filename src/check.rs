@@ -1,0 +1,1 @@
+//! Leak assertions for tests (issue 6: being written).

@@ -1,0 +1,1 @@
+//! The leak detector for running services (issue 6: being written).
