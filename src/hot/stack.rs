@@ -177,7 +177,11 @@ pub(crate) fn fp_walk_works() -> bool {
     let mut fp = [0usize; 8];
     let mut uw = [0usize; 64];
     let (nf, nu) = probe_a(&mut fp, &mut uw);
-    let entries = [probe_c as usize, probe_b as usize, probe_a as usize];
+    let entries = [
+        probe_c as *const () as usize,
+        probe_b as *const () as usize,
+        probe_a as *const () as usize,
+    ];
     fp_matches(&fp[..nf], &uw[..nu], &entries)
 }
 
