@@ -21,24 +21,30 @@ pub enum Mode {
 /// How return addresses are captured on the hot path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CaptureMethod {
-    /// Frame pointers when a walk through a known call chain matches the
-    /// unwinder at `start()`, else the unwinder.
+    /// The fastest method that passes a check at `start()` (a capture
+    /// through a known call chain must find each caller and agree with
+    /// libgcc): frame pointers, else the cached DWARF unwinder, else libgcc.
     Auto,
-    /// Walk frame pointers (bounded by the thread's stack, so never faulting,
-    /// but wrong where code was built without them).
+    /// Walk frame pointers (bounded by the thread's stack, so never
+    /// faulting, but wrong where code was built without them).
     FramePointers,
-    /// libgcc's unwinder via the `backtrace` crate: right for every build,
-    /// and costly (several microseconds per allocation).
+    /// framehop's DWARF unwinder over `.eh_frame`, with a per-thread cache
+    /// of unwind rules by address: right for builds without frame pointers.
+    Dwarf,
+    /// libgcc's `_Unwind_Backtrace` via the `backtrace` crate: right for
+    /// every build, and slow (several microseconds per allocation).
     Unwinder,
 }
 
 impl CaptureMethod {
-    /// The name used in snapshots: `"frame-pointers"` or `"unwinder"` (or `"auto"`).
+    /// The name used in snapshots: `"frame-pointers"`, `"dwarf"`,
+    /// `"libgcc"` (or `"auto"`).
     pub fn as_str(self) -> &'static str {
         match self {
             CaptureMethod::Auto => "auto",
             CaptureMethod::FramePointers => "frame-pointers",
-            CaptureMethod::Unwinder => "unwinder",
+            CaptureMethod::Dwarf => "dwarf",
+            CaptureMethod::Unwinder => "libgcc",
         }
     }
 }

@@ -127,7 +127,7 @@ pub(crate) fn settings() -> Settings {
 
 /// Return addresses captured beyond the frames kept: the allocator's own
 /// frames and the standard library's sit between the hook and the site.
-const EXTRA_FRAMES: usize = 48;
+const EXTRA_FRAMES: usize = 24;
 
 /// Starts tracing with `config`. Called while tracing, it starts over: the
 /// traces so far are cleared and the new configuration applies.
@@ -136,17 +136,7 @@ pub fn start(config: Config) {
     let _control = CONTROL.lock();
     hot::TRACING.store(false, Relaxed);
     hot::clear();
-    let fp = match config.capture {
-        CaptureMethod::Auto => hot::stack::fp_walk_works(),
-        CaptureMethod::FramePointers => {
-            if !hot::stack::fp_walk_works() {
-                log::warn!("leaktrace: frame pointers forced, but this build's walk does not match the unwinder; call sites may be wrong");
-            }
-            true
-        }
-        CaptureMethod::Unwinder => false,
-    };
-    hot::USE_FP.store(fp, Relaxed);
+    hot::CAPTURE.store(choose_capture(config.capture), Relaxed);
     hot::DEPTH.store((config.frames + EXTRA_FRAMES).min(hot::stack::MAX_DEPTH), Relaxed);
     match config.mode {
         Mode::Full => hot::MODE.store(hot::MODE_EXACT, Relaxed),
@@ -173,6 +163,28 @@ pub fn start(config: Config) {
     hot::TRACING.store(true, Release);
 }
 
+/// Picks and checks the capture method (see [`CaptureMethod`]).
+fn choose_capture(asked: CaptureMethod) -> u8 {
+    use hot::stack::{walk_works, DWARF, FRAME_POINTERS, LIBGCC};
+    let dwarf_ok = || hot::dwarf::load_modules() > 0 && walk_works(DWARF);
+    match asked {
+        CaptureMethod::Auto if walk_works(FRAME_POINTERS) => FRAME_POINTERS,
+        CaptureMethod::Auto if dwarf_ok() => DWARF,
+        CaptureMethod::Auto | CaptureMethod::Unwinder => LIBGCC,
+        CaptureMethod::FramePointers => {
+            if !walk_works(FRAME_POINTERS) {
+                log::warn!("leaktrace: frame pointers asked for, but this build's walk does not find its callers; call sites may be wrong");
+            }
+            FRAME_POINTERS
+        }
+        CaptureMethod::Dwarf if dwarf_ok() => DWARF,
+        CaptureMethod::Dwarf => {
+            log::warn!("leaktrace: the DWARF unwinder failed its check at start(); using libgcc's");
+            LIBGCC
+        }
+    }
+}
+
 /// Stops tracing and clears the traces (`tracemalloc.stop()`).
 pub fn stop() {
     let _ignore = Guard::with(IGNORE);
@@ -186,12 +198,12 @@ pub fn is_tracing() -> bool {
     hot::TRACING.load(Relaxed)
 }
 
-/// The capture method in force (`Unwinder` before the first `start()`).
+/// The capture method in force (`Unwinder`, libgcc's, before the first `start()`).
 pub fn capture_method() -> CaptureMethod {
-    if hot::USE_FP.load(Relaxed) {
-        CaptureMethod::FramePointers
-    } else {
-        CaptureMethod::Unwinder
+    match hot::CAPTURE.load(Relaxed) {
+        hot::stack::FRAME_POINTERS => CaptureMethod::FramePointers,
+        hot::stack::DWARF => CaptureMethod::Dwarf,
+        _ => CaptureMethod::Unwinder,
     }
 }
 

@@ -18,6 +18,7 @@
 //! control functions at the bottom of this file.
 
 pub(crate) mod alloc;
+pub(crate) mod dwarf;
 pub(crate) mod guard;
 pub(crate) mod sample;
 pub(crate) mod scope;
@@ -38,8 +39,9 @@ pub(crate) const MODE_SAMPLED: u8 = 1;
 pub(crate) static MEAN_BYTES: AtomicUsize = AtomicUsize::new(512 * 1024);
 /// Return addresses captured per block.
 pub(crate) static DEPTH: AtomicUsize = AtomicUsize::new(64);
-/// Whether the frame-pointer walk is used (validated at `start()`).
-pub(crate) static USE_FP: AtomicBool = AtomicBool::new(false);
+/// The capture method (`stack::LIBGCC`, `FRAME_POINTERS` or `DWARF`),
+/// chosen and validated at `start()`.
+pub(crate) static CAPTURE: AtomicU8 = AtomicU8::new(stack::LIBGCC);
 
 /// Bytes in tracked blocks (exact mode: every block since start; sampled
 /// mode: the sampled ones). Moves under the block's shard lock.
@@ -91,7 +93,7 @@ pub(crate) fn on_alloc(ptr: *mut u8, size: usize) {
 fn record(addr: usize, size: usize, sampled: bool) {
     let mut buf = [0usize; stack::MAX_DEPTH];
     let depth = DEPTH.load(Relaxed).min(stack::MAX_DEPTH);
-    let n = stack::capture(&mut buf[..depth], USE_FP.load(Relaxed));
+    let n = stack::capture(&mut buf[..depth], CAPTURE.load(Relaxed));
     let id = STACKS.intern(&buf[..n]).unwrap_or(UNKNOWN_STACK);
     store(addr, id, size, sampled);
 }

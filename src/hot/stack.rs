@@ -1,11 +1,13 @@
 //! Return-address capture, with no symbol lookup and no lock.
 //!
-//! Two methods:
+//! Three methods, chosen once at `start()`:
 //! - a frame-pointer walk, bounded by the current thread's stack, used when
-//!   [`fp_walk_works`] confirmed at `start()` that this build keeps frame
-//!   pointers (about 40 ns for a deep stack);
+//!   [`walk_works`] confirmed that this build keeps frame pointers (tens of
+//!   nanoseconds for a deep stack);
+//! - framehop's DWARF unwinder with a per-thread rule cache (`dwarf.rs`),
+//!   for builds without frame pointers;
 //! - libgcc's unwinder through `backtrace::trace_unsynchronized`, correct for
-//!   every build but about 100 times slower.
+//!   every build but about 4 µs per capture: the fallback.
 //!
 //! The walk never reads memory outside `[current stack pointer, top of this
 //! thread's stack)`, and frame addresses must strictly increase, so a broken
@@ -22,15 +24,25 @@ thread_local! {
     static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
-/// Captures return addresses into `buf` with the chosen method; returns how many.
+/// Capture with libgcc's unwinder.
+pub(crate) const LIBGCC: u8 = 0;
+/// Capture by walking frame pointers.
+pub(crate) const FRAME_POINTERS: u8 = 1;
+/// Capture with the cached DWARF unwinder.
+pub(crate) const DWARF: u8 = 2;
+
+/// Captures return addresses into `buf` with `method`; returns how many.
 #[inline]
-pub(crate) fn capture(buf: &mut [usize], frame_pointers: bool) -> usize {
-    if frame_pointers {
-        if let Some(n) = capture_fp(buf) {
-            return n;
-        }
+pub(crate) fn capture(buf: &mut [usize], method: u8) -> usize {
+    let fast = match method {
+        FRAME_POINTERS => capture_fp(buf),
+        DWARF => super::dwarf::capture_dwarf(buf),
+        _ => None,
+    };
+    match fast {
+        Some(n) => n,
+        None => capture_unwind(buf),
     }
-    capture_unwind(buf)
 }
 
 /// Captures with libgcc's unwinder.
@@ -60,7 +72,7 @@ pub(crate) fn capture_unwind(buf: &mut [usize]) -> usize {
 
 /// The bounds of the current thread's stack, cached per thread.
 #[inline]
-fn stack_bounds() -> Option<(usize, usize)> {
+pub(crate) fn stack_bounds() -> Option<(usize, usize)> {
     let cached = BOUNDS.try_with(Cell::get).ok()?;
     match cached {
         (0, 0) => {
@@ -169,20 +181,20 @@ pub(crate) fn capture_fp(_buf: &mut [usize]) -> Option<usize> {
     None
 }
 
-/// Checks once, at `start()`, that a frame-pointer walk through a known call
-/// chain of this crate finds each caller in turn. Crates of one build share
-/// their codegen flags, so a pass means the program's own code keeps frame
-/// pointers too.
-pub(crate) fn fp_walk_works() -> bool {
-    let mut fp = [0usize; 8];
+/// Checks once, at `start()`, that capture `method` through a known call
+/// chain of this crate finds each caller in turn and agrees with libgcc's
+/// unwinder. Crates of one build share their codegen flags, so a pass for
+/// the frame-pointer walk means the program's own code keeps frame pointers.
+pub(crate) fn walk_works(method: u8) -> bool {
+    let mut fast = [0usize; 8];
     let mut uw = [0usize; 64];
-    let (nf, nu) = probe_a(&mut fp, &mut uw);
+    let (nf, nu) = probe_a(method, &mut fast, &mut uw);
     let entries = [
         probe_c as *const () as usize,
         probe_b as *const () as usize,
         probe_a as *const () as usize,
     ];
-    fp_matches(&fp[..nf], &uw[..nu], &entries)
+    fp_matches(&fast[..nf], &uw[..nu], &entries)
 }
 
 /// True when the walk's first addresses are returns into `entries` (the
@@ -210,22 +222,26 @@ fn fp_matches(fp: &[usize], uw: &[usize], entries: &[usize]) -> bool {
 }
 
 #[inline(never)]
-fn probe_a(fp: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
-    let r = probe_b(fp, uw);
+fn probe_a(method: u8, fast: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
+    let r = probe_b(method, fast, uw);
     std::hint::black_box(r)
 }
 
 #[inline(never)]
-fn probe_b(fp: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
-    let r = probe_c(fp, uw);
+fn probe_b(method: u8, fast: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
+    let r = probe_c(method, fast, uw);
     std::hint::black_box(r)
 }
 
 #[inline(never)]
-fn probe_c(fp: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
-    let nf = capture_fp(fp).unwrap_or(0);
+fn probe_c(method: u8, fast: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
+    let nf = match method {
+        FRAME_POINTERS => capture_fp(fast),
+        DWARF => super::dwarf::capture_dwarf(fast),
+        _ => None,
+    };
     let nu = capture_unwind(uw);
-    std::hint::black_box((nf, nu))
+    std::hint::black_box((nf.unwrap_or(0), nu))
 }
 
 #[cfg(test)]
