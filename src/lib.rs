@@ -74,7 +74,8 @@ use std::sync::atomic::Ordering::{Relaxed, Release};
 pub struct Frame {
     /// Demangled function name, without the hash (`app::cache::Cache::insert`).
     pub function: String,
-    /// Source file as recorded in the debug info (absolute for most builds);
+    /// Source file as recorded in the debug info, joined to the build
+    /// directory (absolute paths for cargo builds);
     /// empty when unknown.
     pub file: String,
     /// 1-based line; 0 when unknown.
