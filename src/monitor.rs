@@ -168,8 +168,10 @@ impl MonitorBuilder {
         self
     }
 
-    /// Warn when RSS passes `multiple` times its baseline, the RSS at the
-    /// monitor's first snapshot (default 1.5). After a warning the next one
+    /// Warn when RSS passes `multiple` times its baseline (default 1.5).
+    /// The baseline is the RSS at the monitor's first snapshot once the
+    /// binary's debug info is loaded (see [`warm_symbols`](Self::warm_symbols)),
+    /// so that the tracker's own symbol tables do not count as growth. After a warning the next one
     /// comes when RSS passes `multiple` times the RSS at that warning. A
     /// value not above 1.0 turns the check off.
     pub fn rss_growth_warning(mut self, multiple: f64) -> Self {
@@ -246,12 +248,15 @@ impl MonitorBuilder {
         };
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            symbols_ready: AtomicBool::new(false),
             lock: Mutex::new(()),
             wake: Condvar::new(),
             stats: Mutex::new(MonitorStats::default()),
         });
         if self.warm_symbols {
-            warm_symbols();
+            warm_symbols(shared.clone());
+        } else {
+            shared.symbols_ready.store(true, Relaxed);
         }
         let worker = Worker {
             settings,
@@ -278,16 +283,24 @@ impl MonitorBuilder {
 }
 
 /// Loads debug info on a detached thread: the first symbol lookup parses
-/// the binary's DWARF, which must not hold up the first report.
-fn warm_symbols() {
+/// the binary's DWARF, which must not hold up the first report. That takes
+/// memory (maps and parsed tables), so the RSS baseline waits for it.
+fn warm_symbols(shared: Arc<Shared>) {
     fn anchor() {}
     let ip = anchor as fn() as usize;
-    let _ = std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("leaktrace-symbols".into())
-        .spawn(move || {
-            let _ignore = Guard::with(IGNORE);
-            let _ = crate::symbolize::resolve_ip(ip);
+        .spawn({
+            let shared = shared.clone();
+            move || {
+                let _ignore = Guard::with(IGNORE);
+                let _ = crate::symbolize::resolve_ip(ip);
+                shared.symbols_ready.store(true, Relaxed);
+            }
         });
+    if spawned.is_err() {
+        shared.symbols_ready.store(true, Relaxed);
+    }
 }
 
 /// The settings in force, as the worker sees them.
@@ -308,6 +321,9 @@ struct Settings {
 struct Shared {
     /// Set once by `stop`; read by the worker between steps of a tick.
     stop: AtomicBool,
+    /// Set once the binary's debug info is loaded (or will not be loaded
+    /// ahead): the RSS baseline is taken after that.
+    symbols_ready: AtomicBool,
     /// Guards the sleep, so a stop between the check and the wait is not lost.
     lock: Mutex<()>,
     wake: Condvar,
@@ -447,7 +463,7 @@ pub struct MonitorStats {
     pub task_warnings: u64,
     /// The latest report written.
     pub last_report: Option<PathBuf>,
-    /// RSS at the first snapshot.
+    /// The baseline RSS, once taken (see [`MonitorBuilder::rss_growth_warning`]).
     pub baseline_rss_bytes: Option<u64>,
     /// How long the latest snapshot and its judging took.
     pub last_tick: Duration,
@@ -533,7 +549,7 @@ pub struct RssFinding {
     pub rss_bytes: u64,
     /// VMS now.
     pub vms_bytes: u64,
-    /// RSS at the monitor's first snapshot.
+    /// The baseline RSS (see [`MonitorBuilder::rss_growth_warning`]).
     pub baseline_rss_bytes: u64,
     /// The RSS that was passed.
     pub threshold_bytes: u64,
@@ -573,7 +589,7 @@ impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Finding::Leak(l) => {
-                write!(f, "leaktrace: {}steady growth at {}", if l.repeat { "still " } else { "" }, l.suspect)?;
+                write!(f, "leaktrace: {} at {}", if l.repeat { "steady growth continues" } else { "steady growth" }, l.suspect)?;
                 match &l.report {
                     Some(p) => write!(f, "; report: {}", p.display()),
                     None => write!(f, "; no report written"),
@@ -879,6 +895,9 @@ impl Worker {
         let Some(pm) = latest.process.clone() else {
             return;
         };
+        if self.baseline_rss.is_none() && !self.shared.symbols_ready.load(Relaxed) {
+            return;
+        }
         let baseline = *self.baseline_rss.get_or_insert(pm.rss_bytes);
         let threshold = *self
             .rss_threshold
