@@ -1,0 +1,1099 @@
+//! `perf-run`: the overhead report of issue 5.
+//!
+//! 1. Builds the allocator binaries in release twice: with default flags
+//!    (RUSTFLAGS unset) into the workspace's target directory, and with
+//!    `RUSTFLAGS="-C force-frame-pointers=yes"` into `<target>/perf-fp`, so
+//!    both builds coexist.
+//! 2. Runs every configuration (System; leaktrace off, sampled, exact;
+//!    dhat-rs; jemalloc without and with its profiler) of both builds
+//!    round-robin, `--runs` rounds, the starting configuration rotated each
+//!    round; measures each child's wall time and peak RSS (`wait4`'s
+//!    `ru_maxrss`) and reads the workload time the child printed.
+//! 3. Writes `reports/perf.md` (medians, ranges, ratios to the right base,
+//!    the targets of issue 5 as pass/fail) and `reports/perf.json` (every
+//!    run), each atomically.
+//!
+//! `cargo run --release -p leaktrace-perf --bin perf-run -- --runs 5`
+
+use leaktrace_perf::meta::{self, median, Commit, Machine};
+use leaktrace_perf::{parse_args, parse_result_line, Params};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "perf-run [--runs N] [--threads N] [--scale F] [--only ID[,ID..]] \
+[--builds default,frame-pointers] [--no-build] [--out DIR] [--timeout SECS]
+
+IDs: system lt-off lt-sampled lt-exact dhat jemalloc jemalloc-prof19 jemalloc-prof0
+(the base of a chosen configuration is always run too)";
+
+const BINS: [&str; 5] = [
+    "perf-system",
+    "perf-leaktrace",
+    "perf-dhat",
+    "perf-jemalloc",
+    "perf-count",
+];
+const FP_FLAGS: &str = "-C force-frame-pointers=yes";
+/// Variables that would change a child's allocator; removed, then set per
+/// configuration.
+const SCRUBBED_ENV: [&str; 3] = ["_RJEM_MALLOC_CONF", "MALLOC_CONF", "LD_PRELOAD"];
+
+struct Opts {
+    runs: usize,
+    params: Params,
+    only: Option<Vec<String>>,
+    builds: Vec<String>,
+    build: bool,
+    out: PathBuf,
+    timeout: Duration,
+}
+
+struct Build {
+    name: &'static str,
+    rustflags: Option<&'static str>,
+    target_dir: PathBuf,
+}
+
+/// A target of issue 5: the time ratio in the default build and with frame
+/// pointers, and optionally the peak-RSS ratio.
+#[derive(Clone, Copy)]
+struct Target {
+    time: f64,
+    time_fp: f64,
+    rss: Option<f64>,
+}
+
+struct Spec {
+    id: &'static str,
+    label: &'static str,
+    bin: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+    base: Option<&'static str>,
+    target: Option<Target>,
+}
+
+fn specs() -> Vec<Spec> {
+    vec![
+        Spec {
+            id: "system",
+            label: "System",
+            bin: "perf-system",
+            args: &[],
+            env: &[],
+            base: None,
+            target: None,
+        },
+        Spec {
+            id: "lt-off",
+            label: "leaktrace off (installed, not started)",
+            bin: "perf-leaktrace",
+            args: &["off"],
+            env: &[],
+            base: Some("system"),
+            target: Some(Target {
+                time: 1.02,
+                time_fp: 1.02,
+                rss: None,
+            }),
+        },
+        Spec {
+            id: "lt-sampled",
+            label: "leaktrace sampled, 512 KiB",
+            bin: "perf-leaktrace",
+            args: &["sampled"],
+            env: &[],
+            base: Some("system"),
+            target: Some(Target {
+                time: 1.05,
+                time_fp: 1.05,
+                rss: None,
+            }),
+        },
+        Spec {
+            id: "lt-exact",
+            label: "leaktrace exact",
+            bin: "perf-leaktrace",
+            args: &["exact"],
+            env: &[],
+            base: Some("system"),
+            target: Some(Target {
+                time: 4.0,
+                time_fp: 2.0,
+                rss: Some(2.0),
+            }),
+        },
+        Spec {
+            id: "dhat",
+            label: "dhat-rs heap profiling",
+            bin: "perf-dhat",
+            args: &[],
+            env: &[],
+            base: Some("system"),
+            target: None,
+        },
+        Spec {
+            id: "jemalloc",
+            label: "jemalloc (profiling compiled in, off)",
+            bin: "perf-jemalloc",
+            args: &[],
+            env: &[],
+            base: None,
+            target: None,
+        },
+        Spec {
+            id: "jemalloc-prof19",
+            label: "jemalloc prof, sampled 512 KiB (lg_prof_sample:19)",
+            bin: "perf-jemalloc",
+            args: &[],
+            env: &[("_RJEM_MALLOC_CONF", "prof:true,lg_prof_sample:19")],
+            base: Some("jemalloc"),
+            target: None,
+        },
+        Spec {
+            id: "jemalloc-prof0",
+            label: "jemalloc prof, every allocation (lg_prof_sample:0)",
+            bin: "perf-jemalloc",
+            args: &[],
+            env: &[("_RJEM_MALLOC_CONF", "prof:true,lg_prof_sample:0")],
+            base: Some("jemalloc"),
+            target: None,
+        },
+    ]
+}
+
+fn parse_opts() -> Result<Opts, String> {
+    let (params, rest) = parse_args(std::env::args().skip(1))?;
+    let mut o = Opts {
+        runs: 5,
+        params,
+        only: None,
+        builds: vec!["default".into(), "frame-pointers".into()],
+        build: true,
+        out: meta::workspace_root().join("reports"),
+        timeout: Duration::from_secs(900),
+    };
+    let mut it = rest.into_iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--runs" => {
+                let v = value()?;
+                o.runs = v.parse().map_err(|_| format!("bad --runs {v}"))?;
+                if o.runs == 0 {
+                    return Err("--runs must be at least 1".into());
+                }
+            }
+            "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--builds" => {
+                o.builds = value()?.split(',').map(str::to_string).collect();
+                if let Some(b) = o
+                    .builds
+                    .iter()
+                    .find(|b| *b != "default" && *b != "frame-pointers")
+                {
+                    return Err(format!("unknown build {b}"));
+                }
+            }
+            "--no-build" => o.build = false,
+            "--out" => o.out = PathBuf::from(value()?),
+            "--timeout" => {
+                let v = value()?;
+                o.timeout =
+                    Duration::from_secs(v.parse().map_err(|_| format!("bad --timeout {v}"))?);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => return Err(format!("unknown argument {a}")),
+        }
+    }
+    if let Some(only) = &o.only {
+        let all = specs();
+        if let Some(id) = only
+            .iter()
+            .find(|id| !all.iter().any(|s| s.id == id.as_str()))
+        {
+            return Err(format!("unknown configuration {id}"));
+        }
+    }
+    Ok(o)
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn target_dir(root: &Path) -> Result<PathBuf, String> {
+    let out = Command::new(cargo())
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err("cargo metadata failed".into());
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    v["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| "cargo metadata: no target_directory".into())
+}
+
+/// The cargo invocation for `build`, as words (for the report) and as a
+/// command.
+fn build_command(root: &Path, build: &Build) -> (String, Command) {
+    let mut args = vec![
+        "build".to_string(),
+        "--release".into(),
+        "-p".into(),
+        "leaktrace-perf".into(),
+    ];
+    for b in BINS {
+        args.push("--bin".into());
+        args.push(b.into());
+    }
+    args.push("--target-dir".into());
+    args.push(build.target_dir.display().to_string());
+    let mut cmd = Command::new(cargo());
+    cmd.args(&args)
+        .current_dir(root)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    let words = match build.rustflags {
+        Some(f) => {
+            cmd.env("RUSTFLAGS", f);
+            format!("RUSTFLAGS=\"{f}\" cargo {}", args.join(" "))
+        }
+        None => {
+            cmd.env_remove("RUSTFLAGS");
+            format!("cargo {}", args.join(" "))
+        }
+    };
+    (words, cmd)
+}
+
+/// One finished child.
+struct Child {
+    ok: bool,
+    status: String,
+    process_s: f64,
+    max_rss_kib: u64,
+    stdout: String,
+    stderr: String,
+}
+
+/// Waits for `pid` (our unreaped child) and returns its wait status and
+/// resource usage.
+fn wait4(pid: u32) -> std::io::Result<(libc::c_int, libc::rusage)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `rusage` is plain integers and structs of integers, for which
+    // all-zero bytes are a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `status` and `ru` are valid for writes; `pid` is a child of
+        // this process that nothing else waits for.
+        let r = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut ru) };
+        if r == pid as libc::pid_t {
+            return Ok((status, ru));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+fn run_child(
+    path: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<Child, String> {
+    let mut cmd = Command::new(path);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for k in SCRUBBED_ENV {
+        cmd.env_remove(k);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let pid = child.id();
+    let done = Arc::new(AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while start.elapsed() < timeout {
+                if done.load(Ordering::Acquire) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if done.load(Ordering::Acquire) {
+                return false;
+            }
+            // SAFETY: plain syscall on our own child, not yet reaped (the
+            // main thread sets `done` right after `wait4` returns).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            true
+        })
+    };
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let mut stdout = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .read_to_string(&mut stdout);
+    let waited = wait4(pid);
+    let process_s = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Release);
+    let killed = watchdog.join().unwrap_or(false);
+    let stderr = err_reader.join().unwrap_or_default();
+    let (status, ru) = waited.map_err(|e| format!("wait4: {e}"))?;
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let status = if killed {
+        format!("killed after the {} s timeout", timeout.as_secs())
+    } else if libc::WIFEXITED(status) {
+        format!("exit {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("status {status}")
+    };
+    Ok(Child {
+        ok,
+        status,
+        process_s,
+        max_rss_kib: ru.ru_maxrss.max(0) as u64,
+        stdout,
+        stderr,
+    })
+}
+
+/// One measured run of one configuration.
+struct Run {
+    round: usize,
+    workload_s: f64,
+    process_s: f64,
+    max_rss_kib: u64,
+    fields: BTreeMap<String, String>,
+}
+
+/// A configuration of a build, and what its runs gave.
+struct Cell {
+    build: usize,
+    spec: usize,
+    runs: Vec<Run>,
+    failures: Vec<String>,
+}
+
+fn fields_of(stdout: &str) -> Option<BTreeMap<String, String>> {
+    stdout
+        .lines()
+        .find_map(parse_result_line)
+        .map(|kv| kv.into_iter().collect())
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join(" | ")
+}
+
+/// Runs `cell` once with `params`, returning the run or why it failed.
+fn measure(
+    bin: &Path,
+    spec: &Spec,
+    params: &Params,
+    round: usize,
+    timeout: Duration,
+) -> Result<Run, String> {
+    let mut args: Vec<String> = spec.args.iter().map(|s| s.to_string()).collect();
+    args.extend([
+        "--threads".into(),
+        params.threads.to_string(),
+        "--scale".into(),
+        params.scale.to_string(),
+    ]);
+    let child = run_child(bin, &args, spec.env, timeout)?;
+    if !child.ok {
+        return Err(format!("{}: {}", child.status, tail(&child.stderr, 5)));
+    }
+    let fields = fields_of(&child.stdout)
+        .ok_or_else(|| format!("no result line: {}", tail(&child.stderr, 5)))?;
+    let workload_s = fields
+        .get("workload_s")
+        .and_then(|v| v.parse().ok())
+        .ok_or("result line without workload_s")?;
+    Ok(Run {
+        round,
+        workload_s,
+        process_s: child.process_s,
+        max_rss_kib: child.max_rss_kib,
+        fields,
+    })
+}
+
+/// Medians and ranges of one cell.
+struct Summary {
+    n: usize,
+    median_s: f64,
+    min_s: f64,
+    max_s: f64,
+    process_s: f64,
+    rss_kib: f64,
+}
+
+fn summarize(cell: &Cell) -> Option<Summary> {
+    let w: Vec<f64> = cell.runs.iter().map(|r| r.workload_s).collect();
+    Some(Summary {
+        n: w.len(),
+        median_s: median(&w)?,
+        min_s: w.iter().copied().fold(f64::INFINITY, f64::min),
+        max_s: w.iter().copied().fold(0.0, f64::max),
+        process_s: median(&cell.runs.iter().map(|r| r.process_s).collect::<Vec<_>>())?,
+        rss_kib: median(
+            &cell
+                .runs
+                .iter()
+                .map(|r| r.max_rss_kib as f64)
+                .collect::<Vec<_>>(),
+        )?,
+    })
+}
+
+/// The median of a numeric field the runs reported.
+fn field_median(cell: &Cell, key: &str) -> Option<f64> {
+    let v: Vec<f64> = cell
+        .runs
+        .iter()
+        .filter_map(|r| r.fields.get(key).and_then(|v| v.parse().ok()))
+        .collect();
+    median(&v)
+}
+
+/// Distinct values of a field over the runs, joined.
+fn field_values(cell: &Cell, key: &str) -> String {
+    let mut v: Vec<&str> = cell
+        .runs
+        .iter()
+        .filter_map(|r| r.fields.get(key).map(String::as_str))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join("/")
+}
+
+fn mib(kib: f64) -> f64 {
+    kib / 1024.0
+}
+
+/// What a run said about itself, for the table.
+fn reported(spec: &Spec, cell: &Cell) -> String {
+    match spec.bin {
+        "perf-leaktrace" => {
+            let mut s = format!("capture: {}", field_values(cell, "capture"));
+            if let Some(t) = field_median(cell, "tracker_bytes").filter(|&t| t > 0.0) {
+                let _ = write!(s, "; tracker {:.1} MiB", t / 1048576.0);
+            }
+            s
+        }
+        "perf-jemalloc" => format!(
+            "opt.prof={}, lg_prof_sample={}",
+            field_values(cell, "prof"),
+            field_values(cell, "lg_prof_sample")
+        ),
+        "perf-dhat" => match field_median(cell, "profile_write_s") {
+            Some(w) => format!("profile written in {w:.2} s after the workload"),
+            None => String::new(),
+        },
+        _ => String::new(),
+    }
+}
+
+struct Verdict {
+    text: String,
+    pass: bool,
+}
+
+fn verdict(target: Target, fp: bool, ratio: Option<f64>, rss_ratio: Option<f64>) -> Verdict {
+    let limit = if fp { target.time_fp } else { target.time };
+    let mut pass = true;
+    let mut parts = Vec::new();
+    let mut check = |what: &str, limit: f64, value: Option<f64>| match value {
+        Some(v) => {
+            let ok = v <= limit;
+            pass &= ok;
+            parts.push(format!(
+                "{what} ≤{limit}x: {}",
+                if ok { "pass" } else { "**FAIL**" }
+            ));
+        }
+        None => {
+            pass = false;
+            parts.push(format!("{what} ≤{limit}x: no data"));
+        }
+    };
+    check("time", limit, ratio);
+    if let Some(r) = target.rss {
+        check("RSS", r, rss_ratio);
+    }
+    Verdict {
+        text: parts.join(", "),
+        pass,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    r.map(|r| format!("{r:.3}x")).unwrap_or_else(|| "—".into())
+}
+
+fn main() {
+    let opts = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}\nusage: {USAGE}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(opts) {
+        eprintln!("perf-run: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(opts: Opts) -> Result<(), String> {
+    let root = meta::workspace_root();
+    let command = meta::command_line("perf-run");
+    let started = meta::utc_now();
+    let load_before = meta::loadavg();
+    let target = target_dir(&root)?;
+    let builds: Vec<Build> = opts
+        .builds
+        .iter()
+        .map(|b| match b.as_str() {
+            "default" => Build {
+                name: "default",
+                rustflags: None,
+                target_dir: target.clone(),
+            },
+            _ => Build {
+                name: "frame-pointers",
+                rustflags: Some(FP_FLAGS),
+                target_dir: target.join("perf-fp"),
+            },
+        })
+        .collect();
+
+    // 1. Build.
+    let mut build_commands = Vec::new();
+    for b in &builds {
+        let (words, mut cmd) = build_command(&root, b);
+        build_commands.push(words.clone());
+        if opts.build {
+            eprintln!("perf-run: {words}");
+            let status = cmd.status().map_err(|e| format!("cargo: {e}"))?;
+            if !status.success() {
+                return Err(format!("build failed: {words}"));
+            }
+        }
+    }
+    let bin_path = |b: &Build, name: &str| b.target_dir.join("release").join(name);
+    for b in &builds {
+        for name in BINS {
+            if !bin_path(b, name).exists() {
+                return Err(format!(
+                    "{} is missing (drop --no-build?)",
+                    bin_path(b, name).display()
+                ));
+            }
+        }
+    }
+
+    // 2. The configurations, with their bases.
+    let all = specs();
+    let wanted = |s: &Spec| match &opts.only {
+        None => true,
+        Some(only) => only.iter().any(|id| {
+            id == s.id
+                || all
+                    .iter()
+                    .any(|o| o.id == id.as_str() && o.base == Some(s.id))
+        }),
+    };
+    let mut cells: Vec<Cell> = Vec::new();
+    for (bi, _) in builds.iter().enumerate() {
+        for (si, s) in all.iter().enumerate() {
+            if wanted(s) {
+                cells.push(Cell {
+                    build: bi,
+                    spec: si,
+                    runs: Vec::new(),
+                    failures: Vec::new(),
+                });
+            }
+        }
+    }
+
+    // What the workload asks of the allocator (counted once, on System).
+    let count_params = opts.params.clone();
+    let count = measure(
+        &bin_path(&builds[0], "perf-count"),
+        &Spec {
+            id: "count",
+            label: "count",
+            bin: "perf-count",
+            args: &[],
+            env: &[],
+            base: None,
+            target: None,
+        },
+        &count_params,
+        0,
+        opts.timeout,
+    )?;
+    eprintln!(
+        "perf-run: workload: {} allocs + {} reallocs, {:.3} s on a counting System allocator",
+        count.fields.get("allocs").map_or("?", String::as_str),
+        count.fields.get("reallocs").map_or("?", String::as_str),
+        count.workload_s
+    );
+
+    // Preflight: every configuration once at a small scale, so a broken one
+    // fails in seconds, not after the long rounds.
+    let small = Params {
+        threads: opts.params.threads,
+        scale: (opts.params.scale / 20.0).min(0.05),
+    };
+    for cell in &cells {
+        let (b, s) = (&builds[cell.build], &all[cell.spec]);
+        let r = measure(&bin_path(b, s.bin), s, &small, 0, opts.timeout)
+            .map_err(|e| format!("preflight {}/{}: {e}", b.name, s.id))?;
+        eprintln!(
+            "perf-run: preflight {}/{} ok ({:.3} s)",
+            b.name, s.id, r.workload_s
+        );
+    }
+
+    // 3. Interleaved rounds.
+    let n = cells.len();
+    let t0 = Instant::now();
+    for round in 0..opts.runs {
+        for k in 0..n {
+            let i = (k + round) % n;
+            let (b, s) = (&builds[cells[i].build], &all[cells[i].spec]);
+            match measure(&bin_path(b, s.bin), s, &opts.params, round, opts.timeout) {
+                Ok(r) => {
+                    eprintln!(
+                        "perf-run: [{}/{}] {}/{}: {:.3} s, {:.1} MiB ({:.0} s elapsed)",
+                        round + 1,
+                        opts.runs,
+                        b.name,
+                        s.id,
+                        r.workload_s,
+                        mib(r.max_rss_kib as f64),
+                        t0.elapsed().as_secs_f64()
+                    );
+                    cells[i].runs.push(r);
+                }
+                Err(e) => {
+                    eprintln!(
+                        "perf-run: [{}/{}] {}/{} FAILED: {e}",
+                        round + 1,
+                        opts.runs,
+                        b.name,
+                        s.id
+                    );
+                    cells[i].failures.push(format!("round {}: {e}", round + 1));
+                }
+            }
+        }
+    }
+    let load_after = meta::loadavg();
+
+    // Every configuration must have computed the same thing.
+    let mut checksums: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in &cells {
+        for r in &c.runs {
+            if let Some(sum) = r.fields.get("checksum") {
+                checksums
+                    .entry(sum.clone())
+                    .or_default()
+                    .push(format!("{}/{}", builds[c.build].name, all[c.spec].id));
+            }
+        }
+    }
+    if let Some(sum) = count.fields.get("checksum") {
+        checksums
+            .entry(sum.clone())
+            .or_default()
+            .push("count".into());
+    }
+
+    let machine = Machine::read();
+    let commit = Commit::read(&root);
+    let md = render_md(&Report {
+        opts: &opts,
+        command: &command,
+        started: &started,
+        load: (&load_before, &load_after),
+        machine: &machine,
+        commit: &commit,
+        builds: &builds,
+        build_commands: &build_commands,
+        specs: &all,
+        cells: &cells,
+        count: &count,
+        checksums: &checksums,
+    });
+    let js = render_json(&Report {
+        opts: &opts,
+        command: &command,
+        started: &started,
+        load: (&load_before, &load_after),
+        machine: &machine,
+        commit: &commit,
+        builds: &builds,
+        build_commands: &build_commands,
+        specs: &all,
+        cells: &cells,
+        count: &count,
+        checksums: &checksums,
+    });
+    std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    let md_path = opts.out.join("perf.md");
+    let js_path = opts.out.join("perf.json");
+    leaktrace::write_atomic(&md_path, md.as_bytes()).map_err(|e| e.to_string())?;
+    let js = serde_json::to_string_pretty(&js).map_err(|e| e.to_string())? + "\n";
+    leaktrace::write_atomic(&js_path, js.as_bytes()).map_err(|e| e.to_string())?;
+    eprintln!(
+        "perf-run: wrote {} and {}",
+        md_path.display(),
+        js_path.display()
+    );
+    print!("{}", headline(&md));
+    Ok(())
+}
+
+struct Report<'a> {
+    opts: &'a Opts,
+    command: &'a str,
+    started: &'a str,
+    load: (&'a str, &'a str),
+    machine: &'a Machine,
+    commit: &'a Commit,
+    builds: &'a [Build],
+    build_commands: &'a [String],
+    specs: &'a [Spec],
+    cells: &'a [Cell],
+    count: &'a Run,
+    checksums: &'a BTreeMap<String, Vec<String>>,
+}
+
+impl Report<'_> {
+    fn cell(&self, build: usize, id: &str) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.build == build && self.specs[c.spec].id == id)
+    }
+
+    /// (time ratio, RSS ratio) of `cell` to its base in the same build.
+    fn ratios(&self, cell: &Cell) -> (Option<f64>, Option<f64>) {
+        let Some(base) = self.specs[cell.spec]
+            .base
+            .and_then(|b| self.cell(cell.build, b))
+        else {
+            return (None, None);
+        };
+        match (summarize(cell), summarize(base)) {
+            (Some(s), Some(b)) => (Some(s.median_s / b.median_s), Some(s.rss_kib / b.rss_kib)),
+            _ => (None, None),
+        }
+    }
+}
+
+/// The part of the report printed to the terminal too.
+fn headline(md: &str) -> String {
+    let start = md.find("## Targets").unwrap_or(0);
+    let end = md[start..]
+        .find("## All configurations")
+        .map_or(md.len(), |e| start + e);
+    md[start..end].to_string()
+}
+
+fn render_md(r: &Report) -> String {
+    let mut s = String::new();
+    let p = &r.opts.params;
+    let _ = writeln!(s, "# leaktrace overhead, measured\n");
+    let _ = writeln!(
+        s,
+        "Written by `perf-run` (perf/src/bin/perf-run.rs); do not edit by hand, re-run the command below.\n"
+    );
+    let _ = writeln!(s, "- Command: `{}`", r.command);
+    let _ = writeln!(s, "- Commit: {}", r.commit.describe());
+    let _ = writeln!(s, "- Started: {}", r.started);
+    let _ = writeln!(s, "- Machine: {}", r.machine.describe());
+    let _ = writeln!(
+        s,
+        "- Load average (1, 5, 15 min) before: {}; after: {} (the machine may be shared: compare ratios, not seconds)",
+        r.load.0, r.load.1
+    );
+    let c = &r.count.fields;
+    let num = |k: &str| c.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "- Workload (perf/src/workload.rs): {} threads, scale {} ({} round(s) per thread): {} allocation calls ({} alloc + {} realloc), {} frees, {:.2} GiB requested, {} blocks live at the end",
+        p.threads,
+        p.scale,
+        leaktrace_perf::workload::rounds(p.scale),
+        num("allocs") + num("reallocs"),
+        num("allocs"),
+        num("reallocs"),
+        num("frees"),
+        num("bytes") as f64 / (1u64 << 30) as f64,
+        num("live_blocks"),
+    );
+    let _ = writeln!(
+        s,
+        "- Runs: {} round(s); each round runs every configuration of every build once, round-robin, starting one configuration later each round",
+        r.opts.runs
+    );
+    let _ = writeln!(
+        s,
+        "- Builds (release profile, `debug = \"line-tables-only\"`):"
+    );
+    for (b, cmd) in r.builds.iter().zip(r.build_commands) {
+        let _ = writeln!(s, "  - {}: `{}`", b.name, cmd);
+    }
+    let captures: Vec<String> = r
+        .builds
+        .iter()
+        .enumerate()
+        .map(|(bi, b)| {
+            let caps = r
+                .cell(bi, "lt-exact")
+                .or_else(|| r.cell(bi, "lt-sampled"))
+                .map(|c| field_values(c, "capture"))
+                .filter(|c| !c.is_empty())
+                .unwrap_or_else(|| "not run".into());
+            format!("{} build: **{}**", b.name, caps)
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "- Capture method leaktrace used: {}",
+        captures.join("; ")
+    );
+    match r.checksums.len() {
+        0 => {}
+        1 => {
+            let _ = writeln!(
+                s,
+                "- Checksum: every run computed {} (same work under every allocator)",
+                r.checksums.keys().next().map_or("", String::as_str)
+            );
+        }
+        _ => {
+            let _ = writeln!(s, "- **Checksums differ between runs**: {:?}", r.checksums);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\nTimes are the workload's wall time measured inside each process (first thread spawned to last joined): process start-up, `leaktrace::start()` and tool tear-down (dhat writing its profile) are outside it; the process column is spawn-to-reap as the driver saw it. Peak RSS is `ru_maxrss` from `wait4`. Ratios are of medians, to System in the same build for leaktrace and dhat, and to jemalloc without profiling in the same build for jemalloc's profiler.\n"
+    );
+
+    // Targets of issue 5.
+    let _ = writeln!(s, "## Targets (issue 5)\n");
+    let mut head = String::from("| target |");
+    let mut rule = String::from("|---|");
+    for b in r.builds {
+        let _ = write!(head, " {} build |", b.name);
+        rule.push_str("---|");
+    }
+    let _ = writeln!(s, "{head}\n{rule}");
+    for (id, what) in [
+        (
+            "lt-off",
+            "not tracing (installed, `start` not called), time ≤ 1.02x System",
+        ),
+        ("lt-sampled", "sampled 512 KiB, time ≤ 1.05x System"),
+        (
+            "lt-exact",
+            "exact, time ≤ 4x System (default) / ≤ 2x (frame pointers); peak RSS ≤ 2x System",
+        ),
+    ] {
+        let mut row = format!("| {what} |");
+        for (bi, b) in r.builds.iter().enumerate() {
+            let spec = r.specs.iter().find(|s| s.id == id).expect("known id");
+            let cell_text = match r.cell(bi, id) {
+                None => "not run".to_string(),
+                Some(c) => {
+                    let (t, rss) = r.ratios(c);
+                    let v = verdict(
+                        spec.target.expect("targets set"),
+                        b.name != "default",
+                        t,
+                        rss,
+                    );
+                    let mut txt = format!("{} time", fmt_ratio(t));
+                    if spec.target.and_then(|t| t.rss).is_some() {
+                        let _ = write!(txt, ", {} RSS", fmt_ratio(rss));
+                    }
+                    let _ = write!(txt, ": {}", if v.pass { "pass" } else { "**FAIL**" });
+                    txt
+                }
+            };
+            let _ = write!(row, " {cell_text} |");
+        }
+        let _ = writeln!(s, "{row}");
+    }
+    let _ = writeln!(s);
+
+    // Everything.
+    let _ = writeln!(s, "## All configurations\n");
+    let _ = writeln!(
+        s,
+        "| build | configuration | runs | median (s) | min–max (s) | vs base | base | process (s) | peak RSS (MiB) | RSS vs base | reported by the run | target |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for c in r.cells {
+        let (b, spec) = (&r.builds[c.build], &r.specs[c.spec]);
+        let base_label = spec
+            .base
+            .and_then(|id| r.specs.iter().find(|s| s.id == id))
+            .map_or("—", |s| s.label);
+        match summarize(c) {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | 0 | — | — | — | {} | — | — | — | failed | — |",
+                    b.name, spec.label, base_label
+                );
+            }
+            Some(sm) => {
+                let (t, rss) = r.ratios(c);
+                let target = spec.target.map_or("—".to_string(), |tg| {
+                    verdict(tg, b.name != "default", t, rss).text
+                });
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.3} | {:.3}–{:.3} | {} | {} | {:.3} | {:.1} | {} | {} | {} |",
+                    b.name,
+                    spec.label,
+                    sm.n,
+                    sm.median_s,
+                    sm.min_s,
+                    sm.max_s,
+                    fmt_ratio(t),
+                    base_label,
+                    sm.process_s,
+                    mib(sm.rss_kib),
+                    fmt_ratio(rss),
+                    reported(spec, c),
+                    target
+                );
+            }
+        }
+    }
+    let failures: Vec<String> = r
+        .cells
+        .iter()
+        .flat_map(|c| {
+            c.failures
+                .iter()
+                .map(move |f| format!("- {}/{}: {f}", r.builds[c.build].name, r.specs[c.spec].id))
+        })
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(s, "\n## Failed runs\n\n{}", failures.join("\n"));
+    }
+    let _ = writeln!(
+        s,
+        "\nRaw numbers of every run: `perf.json` beside this file. The workload's checksum, live blocks and each tool's own figures are in it too."
+    );
+    s
+}
+
+fn render_json(r: &Report) -> serde_json::Value {
+    let configs: Vec<serde_json::Value> = r
+        .cells
+        .iter()
+        .map(|c| {
+            let (b, spec) = (&r.builds[c.build], &r.specs[c.spec]);
+            let (t, rss) = r.ratios(c);
+            let sm = summarize(c);
+            json!({
+                "build": b.name,
+                "id": spec.id,
+                "label": spec.label,
+                "binary": b.target_dir.join("release").join(spec.bin).display().to_string(),
+                "args": spec.args,
+                "env": spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+                "base": spec.base,
+                "summary": sm.as_ref().map(|sm| json!({
+                    "runs": sm.n,
+                    "median_workload_s": sm.median_s,
+                    "min_workload_s": sm.min_s,
+                    "max_workload_s": sm.max_s,
+                    "median_process_s": sm.process_s,
+                    "median_max_rss_kib": sm.rss_kib,
+                    "time_ratio_to_base": t,
+                    "rss_ratio_to_base": rss,
+                })),
+                "target": spec.target.map(|tg| {
+                    let v = verdict(tg, b.name != "default", t, rss);
+                    json!({
+                        "time_ratio_max": if b.name == "default" { tg.time } else { tg.time_fp },
+                        "rss_ratio_max": tg.rss,
+                        "pass": v.pass,
+                    })
+                }),
+                "runs": c.runs.iter().map(|run| json!({
+                    "round": run.round + 1,
+                    "workload_s": run.workload_s,
+                    "process_s": run.process_s,
+                    "max_rss_kib": run.max_rss_kib,
+                    "reported": run.fields,
+                })).collect::<Vec<_>>(),
+                "failures": c.failures,
+            })
+        })
+        .collect();
+    json!({
+        "command": r.command,
+        "commit": r.commit.to_json(),
+        "started": r.started,
+        "machine": r.machine.to_json(),
+        "load_average": { "before": r.load.0, "after": r.load.1 },
+        "params": { "threads": r.opts.params.threads, "scale": r.opts.params.scale, "runs": r.opts.runs },
+        "workload": r.count.fields,
+        "builds": r.builds.iter().zip(r.build_commands).map(|(b, cmd)| json!({
+            "name": b.name,
+            "rustflags": b.rustflags,
+            "target_dir": b.target_dir.display().to_string(),
+            "command": cmd,
+        })).collect::<Vec<_>>(),
+        "configurations": configs,
+    })
+}
