@@ -397,10 +397,11 @@ impl std::fmt::Display for LeakReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "leak check failed: {} bytes in {} blocks allocated {} since LeakCheck::begin are still live \
+            "leak check failed: {} bytes in {} block{} allocated {} since LeakCheck::begin are still live \
              (tolerance: {} bytes, {} blocks), at {} site{}:",
             self.bytes,
             self.blocks,
+            if self.blocks == 1 { "" } else { "s" },
             self.scope.describe(),
             self.tolerance_bytes,
             self.tolerance_blocks,
@@ -420,8 +421,14 @@ impl std::fmt::Display for LeakReport {
                 if s.blocks == 1 { "" } else { "s" }
             )?;
             if s.rank <= DETAILED_SITES {
-                for fr in s.traceback.iter().skip(1).take(TRACEBACK_LINES) {
-                    writeln!(f, "       from {} ({})", fr, fr.function)?;
+                // The callers in the program's own code: the standard
+                // library's and the test harness's frames say nothing here.
+                let rules = crate::SiteRules::default();
+                let callers = s.traceback.iter().skip(1).filter(|fr| {
+                    crate::symbolize::classify(fr, &rules) == crate::symbolize::FrameKind::Own
+                });
+                for fr in callers.take(TRACEBACK_LINES) {
+                    writeln!(f, "       called from {fr} in {}", fr.function)?;
                 }
             }
         }

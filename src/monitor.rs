@@ -1004,7 +1004,7 @@ impl Worker {
             self.forget_sites();
             return;
         }
-        candidates.sort_by(|a, b| net(&b.trend).cmp(&net(&a.trend)));
+        candidates.sort_by_key(|c| std::cmp::Reverse(net(&c.trend)));
         candidates.truncate(MAX_RESOLVE_PER_TICK);
         let settings = crate::settings();
         let mut groups: HashMap<SiteKey, Group> = HashMap::new();
