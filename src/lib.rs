@@ -137,6 +137,7 @@ pub fn start(config: Config) {
     let _control = CONTROL.lock();
     hot::TRACING.store(false, Relaxed);
     hot::clear();
+    hot::reset_counters();
     hot::CAPTURE.store(choose_capture(config.capture), Relaxed);
     hot::DEPTH.store((config.frames + EXTRA_FRAMES).min(hot::stack::MAX_DEPTH), Relaxed);
     match config.mode {

@@ -1,49 +1,42 @@
-//! A cached DWARF unwinder for builds without frame pointers.
+//! A DWARF unwinder for builds without frame pointers, with a global cache
+//! of unwind rules by address.
 //!
 //! libgcc's `_Unwind_Backtrace` parses CFI afresh for every frame of every
-//! capture (about 4 µs per allocation). Here framehop does the same work
-//! once per return address: each thread keeps a fixed-size cache of unwind
-//! rules by address, so a hot call site's frames cost a cache probe and two
-//! stack reads each. framehop does not allocate while unwinding
-//! (`MustNotAllocateDuringUnwind`).
+//! capture (about 4 µs per allocation). Here the CFI row for a return
+//! address is computed once (with gimli, on the first capture that meets
+//! it), reduced to a rule of one word, and stored in a lock-free table that
+//! every thread shares: unwind rules are facts about the code, the same for
+//! all threads, so a hot call site's frames cost a hash probe (loads only)
+//! and one or two stack reads each. A per-thread cache would be the wrong
+//! shape: a small direct-mapped one thrashes when hot addresses collide,
+//! which with ASLR happens on some runs and not others.
 //!
 //! [`load_modules`] runs at `start()`, not in a hook: it enumerates the
-//! loaded objects with `dl_iterate_phdr` and hands framehop each one's
-//! `.eh_frame_hdr` and `.eh_frame`, read in place from memory. Objects
-//! loaded later fall back to framehop's frame-pointer heuristics, bounded
-//! like every stack read here. Objects must not be unloaded (`dlclose`)
-//! while tracing: their unwind tables are read where they are mapped.
+//! loaded objects with `dl_iterate_phdr` and keeps each one's
+//! `.eh_frame_hdr` and `.eh_frame`, read in place from memory. An address
+//! in no known object ends the walk. Objects must not be unloaded
+//! (`dlclose`) while tracing: their unwind tables are read where mapped.
+//!
+//! Rule word:
+//!
+//! | bits   | meaning                                                       |
+//! |--------|---------------------------------------------------------------|
+//! | 7..0   | kind: 1 = CFA is rsp + offset, 2 = CFA is rbp + offset, 3 = stop |
+//! | 31..16 | where rbp was saved, as an offset from the CFA (0 = unchanged) |
+//! | 63..32 | CFA offset (i32)                                               |
+//!
+//! The return address is always at CFA - 8 (x86-64 SysV); a row saying
+//! otherwise, or using DWARF expressions (signal frames), is a stop.
 
-use framehop::{FrameAddress, MustNotAllocateDuringUnwind, Unwinder};
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicPtr, Ordering::*};
+use super::sites::mix;
+use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, ParsedEhFrameHdr, RegisterRule, UnwindContext, UnwindSection};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
-#[cfg(target_arch = "x86_64")]
-use framehop::x86_64::{CacheX86_64 as Cache, UnwindRegsX86_64 as Regs, UnwinderX86_64 as FhUnwinder};
-
-type Data = &'static [u8];
-#[cfg(target_arch = "x86_64")]
-type Fast = FhUnwinder<Data, MustNotAllocateDuringUnwind>;
-#[cfg(target_arch = "x86_64")]
-type FastCache = Cache<MustNotAllocateDuringUnwind>;
-
-/// The unwinder built by the last `load_modules`; replaced ones are leaked
-/// (a hook on another thread may still be using one).
-#[cfg(target_arch = "x86_64")]
-static UNWINDER: AtomicPtr<Fast> = AtomicPtr::new(std::ptr::null_mut());
-
-#[cfg(target_arch = "x86_64")]
-thread_local! {
-    /// This thread's rule cache, made on first use (inside a hook, with
-    /// `BUSY` set, so the allocation is the tracker's own). Gone during
-    /// thread exit, when captures fall back to libgcc.
-    static CACHE: RefCell<Option<Box<FastCache>>> = const { RefCell::new(None) };
-}
+type Slice = EndianSlice<'static, LittleEndian>;
 
 /// One loaded object's unwind sections, as found in memory.
 #[derive(Debug, Clone)]
 pub(crate) struct ModuleInfo {
-    pub(crate) name: String,
     pub(crate) bias: u64,
     pub(crate) text_svma: std::ops::Range<u64>,
     pub(crate) eh_frame_hdr_svma: std::ops::Range<u64>,
@@ -116,14 +109,7 @@ pub(crate) fn loaded_modules() -> Vec<ModuleInfo> {
         let Some(&(_, seg_end, _)) = loads.iter().find(|l| l.0 <= eh_svma && eh_svma < l.1) else {
             return 0;
         };
-        let name = if info.dlpi_name.is_null() {
-            String::new()
-        } else {
-            // SAFETY: a non-null `dlpi_name` is a NUL-terminated string.
-            unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
-        };
         out.push(ModuleInfo {
-            name,
             bias,
             text_svma: ts..te,
             eh_frame_hdr_svma: hdr.p_vaddr..hdr.p_vaddr + hdr.p_memsz,
@@ -137,53 +123,175 @@ pub(crate) fn loaded_modules() -> Vec<ModuleInfo> {
     out
 }
 
-/// Builds a framehop unwinder over the loaded objects and publishes it.
-/// Returns how many objects it covers. Runs at `start()`, never in a hook.
-#[cfg(target_arch = "x86_64")]
+/// One object, ready to answer CFI queries.
+struct Module {
+    avma: std::ops::Range<u64>,
+    bias: u64,
+    hdr: ParsedEhFrameHdr<Slice>,
+    eh_frame: EhFrame<Slice>,
+    bases: BaseAddresses,
+}
+
+/// The objects known since the last `start()`, sorted by address; replaced
+/// ones are leaked (a hook may still be reading one).
+static MODULES: AtomicPtr<Vec<Module>> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The rule cache: `KEYS[i]` is a return address (0 = empty), `RULES[i]`
+/// its rule (0 = being written). Fixed size; replaced by `load_modules`.
+struct RuleTable {
+    mask: usize,
+    keys: Box<[AtomicU64]>,
+    rules: Box<[AtomicU64]>,
+}
+
+static RULES: AtomicPtr<RuleTable> = AtomicPtr::new(std::ptr::null_mut());
+const RULE_SLOTS: usize = 1 << 16;
+const PROBES: usize = 16;
+
+const KIND_SP: u64 = 1;
+const KIND_BP: u64 = 2;
+const KIND_STOP: u64 = 3;
+const STOP: u64 = KIND_STOP;
+
+/// Builds the CFI readers for the loaded objects and a fresh rule cache,
+/// and publishes them. Returns how many objects are covered. Runs at
+/// `start()`, never in a hook.
 pub(crate) fn load_modules() -> usize {
-    let modules = loaded_modules();
-    let mut unwinder: Fast = FhUnwinder::new();
-    for m in &modules {
-        let slice = |r: &std::ops::Range<u64>| -> Data {
+    let mut modules = Vec::new();
+    for m in loaded_modules() {
+        let slice = |r: &std::ops::Range<u64>| -> &'static [u8] {
             // SAFETY: the range lies within a loaded segment of this object
             // (checked in `loaded_modules`), mapped readable while it stays
             // loaded; leaktrace documents that traced objects are not unloaded.
             unsafe { std::slice::from_raw_parts(m.bias.wrapping_add(r.start) as *const u8, (r.end - r.start) as usize) }
         };
-        let info = framehop::ExplicitModuleSectionInfo {
-            base_svma: 0,
-            text_svma: Some(m.text_svma.clone()),
-            eh_frame_svma: Some(m.eh_frame_svma.clone()),
-            eh_frame: Some(slice(&m.eh_frame_svma)),
-            eh_frame_hdr_svma: Some(m.eh_frame_hdr_svma.clone()),
-            eh_frame_hdr: Some(slice(&m.eh_frame_hdr_svma)),
-            ..Default::default()
+        let bases = BaseAddresses::default()
+            .set_eh_frame_hdr(m.eh_frame_hdr_svma.start)
+            .set_eh_frame(m.eh_frame_svma.start)
+            .set_text(m.text_svma.start);
+        let hdr_data = EndianSlice::new(slice(&m.eh_frame_hdr_svma), LittleEndian);
+        let Ok(hdr) = EhFrameHdr::from(hdr_data).parse(&bases, 8) else {
+            continue;
         };
-        let avma = m.bias.wrapping_add(m.text_svma.start)..m.bias.wrapping_add(m.text_svma.end);
-        unwinder.add_module(framehop::Module::new(m.name.clone(), avma, m.bias, info));
+        if hdr.table().is_none() {
+            continue;
+        }
+        let mut eh_frame = EhFrame::from(EndianSlice::new(slice(&m.eh_frame_svma), LittleEndian));
+        eh_frame.set_address_size(8);
+        modules.push(Module {
+            avma: m.bias.wrapping_add(m.text_svma.start)..m.bias.wrapping_add(m.text_svma.end),
+            bias: m.bias,
+            hdr,
+            eh_frame,
+            bases,
+        });
     }
-    UNWINDER.store(Box::into_raw(Box::new(unwinder)), Release);
-    modules.len()
+    modules.sort_by_key(|m| m.avma.start);
+    let n = modules.len();
+    let table = RuleTable {
+        mask: RULE_SLOTS - 1,
+        keys: (0..RULE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        rules: (0..RULE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+    };
+    RULES.store(Box::into_raw(Box::new(table)), Release);
+    MODULES.store(Box::into_raw(Box::new(modules)), Release);
+    n
 }
 
-#[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn load_modules() -> usize {
-    0
+/// Bytes the rule cache holds.
+pub(crate) fn memory() -> usize {
+    if RULES.load(Relaxed).is_null() {
+        0
+    } else {
+        RULE_SLOTS * 16
+    }
 }
 
-/// Captures return addresses with the cached unwinder; `None` when it is
-/// not loaded or this thread's cache is gone (the caller falls back).
+/// The rule for code address `addr` (a return address minus one, or the
+/// first frame's pc): from the cache, else computed and cached.
+#[inline]
+fn rule_for(table: &RuleTable, addr: u64) -> u64 {
+    let start = mix(addr) as usize;
+    for i in 0..PROBES {
+        let slot = (start + i) & table.mask;
+        let key = table.keys[slot].load(Acquire);
+        if key == addr {
+            let rule = table.rules[slot].load(Acquire);
+            if rule != 0 {
+                return rule;
+            }
+            // Being written by another thread: compute it ourselves.
+            return compute_rule(addr);
+        }
+        if key == 0 {
+            let rule = compute_rule(addr);
+            if table.keys[slot].compare_exchange(0, addr, AcqRel, Acquire).is_ok() {
+                table.rules[slot].store(rule, Release);
+            }
+            return rule;
+        }
+    }
+    compute_rule(addr)
+}
+
+/// Reads the CFI row for `addr` and reduces it to a rule word. Cold: once
+/// per address. Allocates (gimli's unwind context) with `BUSY` set, so
+/// from the inner allocator, untracked.
+#[cold]
+#[inline(never)]
+fn compute_rule(addr: u64) -> u64 {
+    let modules = MODULES.load(Acquire);
+    if modules.is_null() {
+        return STOP;
+    }
+    // SAFETY: published module lists are leaked, never freed or mutated.
+    let modules = unsafe { &*modules };
+    let i = modules.partition_point(|m| m.avma.start <= addr);
+    let Some(m) = i.checked_sub(1).map(|i| &modules[i]).filter(|m| m.avma.contains(&addr)) else {
+        return STOP;
+    };
+    let Some(table) = m.hdr.table() else {
+        return STOP;
+    };
+    let mut ctx = Box::new(UnwindContext::new());
+    let svma = addr.wrapping_sub(m.bias);
+    let Ok(row) = table.unwind_info_for_address(&m.eh_frame, &m.bases, &mut ctx, svma, |s, b, o| s.cie_from_offset(b, o)) else {
+        return STOP;
+    };
+    let (kind, cfa_off) = match *row.cfa() {
+        CfaRule::RegisterAndOffset { register, offset } if register == gimli::X86_64::RSP => (KIND_SP, offset),
+        CfaRule::RegisterAndOffset { register, offset } if register == gimli::X86_64::RBP => (KIND_BP, offset),
+        _ => return STOP,
+    };
+    if !matches!(row.register(gimli::X86_64::RA), Some(RegisterRule::Offset(-8))) {
+        return STOP;
+    }
+    let bp_off: i64 = match row.register(gimli::X86_64::RBP) {
+        Some(RegisterRule::Offset(o)) if o != 0 => o,
+        None | Some(RegisterRule::Undefined | RegisterRule::SameValue) => 0,
+        _ => return STOP,
+    };
+    let (Ok(cfa_off), Ok(bp_off)) = (i32::try_from(cfa_off), i16::try_from(bp_off)) else {
+        return STOP;
+    };
+    kind | ((bp_off as u16 as u64) << 16) | ((cfa_off as u32 as u64) << 32)
+}
+
+/// Captures return addresses with the cached rules; `None` when no module
+/// is loaded (the caller falls back).
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
 pub(crate) fn capture_dwarf(buf: &mut [usize]) -> Option<usize> {
-    let uw = UNWINDER.load(Acquire);
-    if uw.is_null() {
+    let table = RULES.load(Acquire);
+    if table.is_null() {
         return None;
     }
-    // SAFETY: published unwinders are leaked, never freed or mutated.
-    let uw = unsafe { &*uw };
+    // SAFETY: published rule tables are leaked, never freed; their slots
+    // are atomics.
+    let table = unsafe { &*table };
     let (_, high) = super::stack::stack_bounds()?;
-    let (pc, sp, bp): (u64, u64, u64);
+    let high = high as u64;
+    let (mut pc, mut sp, mut bp): (u64, u64, u64);
     // SAFETY: reads three registers; touches no memory.
     unsafe {
         core::arch::asm!(
@@ -196,35 +304,47 @@ pub(crate) fn capture_dwarf(buf: &mut [usize]) -> Option<usize> {
             options(nomem, nostack, preserves_flags)
         )
     };
-    let mut read = |addr: u64| -> Result<u64, ()> {
-        if addr < sp || addr % 8 != 0 || addr.checked_add(8).is_none_or(|end| end > high as u64) {
-            return Err(());
+    let low = sp;
+    let read = |addr: u64| -> Option<u64> {
+        if addr < low || addr % 8 != 0 || addr > high.checked_sub(8)? {
+            return None;
         }
         // SAFETY: `addr .. addr + 8` is aligned and lies between this
         // frame's stack pointer and the top of this thread's stack: live,
         // mapped stack memory.
-        Ok(unsafe { (addr as *const u64).read_volatile() })
+        Some(unsafe { (addr as *const u64).read_volatile() })
     };
-    CACHE
-        .try_with(|cell| {
-            let mut slot = cell.try_borrow_mut().ok()?;
-            let cache = slot.get_or_insert_with(|| Box::new(FastCache::new_in()));
-            let mut frames = uw.iter_frames(pc, Regs::new(pc, sp, bp), cache, &mut read);
-            let mut n = 0;
-            while n < buf.len() {
-                match frames.next() {
-                    Ok(Some(FrameAddress::ReturnAddress(ret))) => {
-                        buf[n] = ret.get() as usize;
-                        n += 1;
-                    }
-                    Ok(Some(FrameAddress::InstructionPointer(_))) => {}
-                    Ok(None) | Err(_) => break,
-                }
+    let mut lookup = pc;
+    let mut n = 0;
+    while n < buf.len() {
+        let rule = rule_for(table, lookup);
+        let base = match rule & 0xff {
+            KIND_SP => sp,
+            KIND_BP => bp,
+            _ => break,
+        };
+        let cfa = base.wrapping_add((rule >> 32) as i32 as i64 as u64);
+        let Some(ret) = read(cfa.wrapping_sub(8)) else {
+            break;
+        };
+        let bp_off = (rule >> 16) as u16 as i16;
+        if bp_off != 0 {
+            match read(cfa.wrapping_add(bp_off as i64 as u64)) {
+                Some(v) => bp = v,
+                None => break,
             }
-            Some(n)
-        })
-        .ok()
-        .flatten()
+        }
+        if ret == 0 || cfa <= sp {
+            break;
+        }
+        buf[n] = ret as usize;
+        n += 1;
+        sp = cfa;
+        pc = ret;
+        lookup = pc - 1;
+    }
+    let _ = pc;
+    Some(n)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -240,7 +360,11 @@ mod tests {
     fn finds_this_executable_and_libc() {
         let mods = loaded_modules();
         assert!(mods.len() >= 2, "{mods:?}");
-        assert!(mods.iter().any(|m| m.name.is_empty()), "the executable itself");
+        let here = finds_this_executable_and_libc as *const () as u64;
+        assert!(
+            mods.iter().any(|m| (m.bias + m.text_svma.start..m.bias + m.text_svma.end).contains(&here)),
+            "the executable itself"
+        );
         for m in &mods {
             assert!(m.eh_frame_svma.start < m.eh_frame_svma.end);
             assert!(m.text_svma.start < m.text_svma.end);

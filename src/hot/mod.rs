@@ -18,6 +18,7 @@
 //! control functions at the bottom of this file.
 
 pub(crate) mod alloc;
+pub(crate) mod counters;
 pub(crate) mod dwarf;
 pub(crate) mod guard;
 pub(crate) mod sample;
@@ -27,7 +28,7 @@ pub(crate) mod stack;
 
 use guard::Guard;
 use sites::{BlockTable, StackTable, UNKNOWN_STACK};
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU32, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
 
 /// Whether hooks track anything. The one load every hook pays.
 pub(crate) static TRACING: AtomicBool = AtomicBool::new(false);
@@ -43,48 +44,75 @@ pub(crate) static DEPTH: AtomicUsize = AtomicUsize::new(64);
 /// chosen and validated at `start()`.
 pub(crate) static CAPTURE: AtomicU8 = AtomicU8::new(stack::LIBGCC);
 
-/// Bytes in tracked blocks (exact mode: every block since start; sampled
-/// mode: the sampled ones). Moves under the block's shard lock.
-pub(crate) static CURRENT: AtomicUsize = AtomicUsize::new(0);
-/// Highest `CURRENT` since start or `reset_peak`.
-pub(crate) static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// Sampled mode: bytes allocated minus bytes freed since start, every block.
-pub(crate) static NET: AtomicIsize = AtomicIsize::new(0);
-/// Highest `NET` since start or `reset_peak`.
-pub(crate) static NET_PEAK: AtomicIsize = AtomicIsize::new(0);
+// Traced bytes live in `counters`: in exact mode the bytes of recorded
+// blocks, in sampled mode every byte allocated minus every byte freed since
+// start (the tables then hold only the sampled blocks).
 /// Blocks that could not be recorded (tracker out of memory, table full).
 pub(crate) static UNTRACKED: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) static STACKS: StackTable = StackTable::new();
 pub(crate) static BLOCKS: BlockTable = BlockTable::new();
 
-/// Sampled mode: per bucket of addresses, how many sampled blocks are live.
-/// A free whose bucket is zero was not sampled: one load, no lock, no write.
+/// Sampled mode: per bucket of addresses, how many sampled blocks are live
+/// (saturating at 255, after which the bucket stays "maybe"). A free whose
+/// bucket is zero was not sampled: one load, no lock, no write. 16 KiB, so
+/// it mostly stays in the first-level cache.
 const FILTER_LEN: usize = 1 << 14;
-static FILTER: [AtomicU32; FILTER_LEN] = [const { AtomicU32::new(0) }; FILTER_LEN];
+static FILTER: [AtomicU8; FILTER_LEN] = [const { AtomicU8::new(0) }; FILTER_LEN];
 
-#[inline]
-fn filter_slot(addr: usize) -> &'static AtomicU32 {
+#[inline(always)]
+fn filter_slot(addr: usize) -> &'static AtomicU8 {
     &FILTER[(sites::mix(addr as u64) >> 20) as usize % FILTER_LEN]
 }
 
+fn filter_add(addr: usize) {
+    let _ = filter_slot(addr).fetch_update(Relaxed, Relaxed, |v| (v < u8::MAX).then_some(v + 1));
+}
+
+fn filter_remove(addr: usize) {
+    let _ = filter_slot(addr).fetch_update(Relaxed, Relaxed, |v| (v != 0 && v < u8::MAX).then(|| v - 1));
+}
+
+#[inline(always)]
+fn sampled_mode() -> bool {
+    MODE.load(Relaxed) == MODE_SAMPLED
+}
+
 /// Called after the inner allocator returned `ptr` (non-null) while tracing.
-#[inline(never)]
+#[inline(always)]
 pub(crate) fn on_alloc(ptr: *mut u8, size: usize) {
+    if sampled_mode() {
+        // The fast path of sampled mode: a guard check, a per-thread count
+        // and a per-thread countdown; no call, no lock, no shared write.
+        if guard::state() != 0 {
+            return;
+        }
+        counters::add(size as isize);
+        if sample::countdown(size) {
+            return;
+        }
+        sampled_alloc(ptr as usize, size);
+    } else {
+        exact_alloc(ptr as usize, size);
+    }
+}
+
+#[inline(never)]
+fn exact_alloc(addr: usize, size: usize) {
     let Some(_busy) = Guard::enter_hook() else {
         return;
     };
-    if MODE.load(Relaxed) == MODE_SAMPLED {
-        let net = NET.fetch_add(size as isize, Relaxed) + size as isize;
-        if net > NET_PEAK.load(Relaxed) {
-            NET_PEAK.fetch_max(net, Relaxed);
-        }
-        if !sample::should_sample(size, MEAN_BYTES.load(Relaxed)) {
-            return;
-        }
-        record(ptr as usize, size, true);
-    } else {
-        record(ptr as usize, size, false);
+    record(addr, size, false);
+}
+
+#[cold]
+#[inline(never)]
+fn sampled_alloc(addr: usize, size: usize) {
+    let Some(_busy) = Guard::enter_hook() else {
+        return;
+    };
+    if sample::crossed(size, MEAN_BYTES.load(Relaxed)) {
+        record(addr, size, true);
     }
 }
 
@@ -100,9 +128,13 @@ fn record(addr: usize, size: usize, sampled: bool) {
 
 #[inline]
 fn store(addr: usize, id: sites::StackId, size: usize, sampled: bool) {
-    if BLOCKS.insert(addr, id, size) {
+    if let Ok(stale) = BLOCKS.insert(addr, id, size) {
         if sampled {
-            filter_slot(addr).fetch_add(1, Relaxed);
+            if stale.is_none() {
+                filter_add(addr);
+            }
+        } else {
+            counters::add(size as isize - stale.unwrap_or(0) as isize);
         }
         let scope = scope::current();
         if scope != 0 {
@@ -114,95 +146,145 @@ fn store(addr: usize, id: sites::StackId, size: usize, sampled: bool) {
 }
 
 /// Called before the inner allocator frees `ptr` while tracing.
-#[inline(never)]
+#[inline(always)]
 pub(crate) fn on_dealloc(ptr: *mut u8, size: usize) {
-    let sampled = MODE.load(Relaxed) == MODE_SAMPLED;
-    let state = guard::state();
-    if sampled {
+    if sampled_mode() {
+        let state = guard::state();
         // Symmetric with `on_alloc`: the tracker's own blocks (allocated
-        // with a guard bit set) never entered NET.
+        // with a guard bit set) were never counted.
         if state == 0 {
-            NET.fetch_sub(size as isize, Relaxed);
+            counters::add(-(size as isize));
         }
-        if filter_slot(ptr as usize).load(Relaxed) == 0 {
+        if filter_slot(ptr as usize).load(Relaxed) == 0 || state & guard::BUSY != 0 {
             return;
         }
+        free_slow(ptr as usize, true);
+    } else {
+        free_slow(ptr as usize, false);
     }
-    if state & guard::BUSY != 0 {
+}
+
+#[inline(never)]
+fn free_slow(addr: usize, sampled: bool) {
+    if guard::state() & guard::BUSY != 0 {
         return;
     }
     let _busy = Guard::with(guard::BUSY);
-    forget(ptr as usize, sampled);
+    forget(addr, sampled);
 }
 
 #[inline]
 fn forget(addr: usize, sampled: bool) -> Option<(sites::StackId, usize)> {
     let found = BLOCKS.remove(addr);
-    if found.is_some() {
+    if let Some((_, size)) = found {
         scope::untag(addr);
-    }
-    if sampled && found.is_some() {
-        filter_slot(addr).fetch_sub(1, Relaxed);
+        if sampled {
+            filter_remove(addr);
+        } else {
+            counters::add(-(size as isize));
+        }
     }
     found
 }
 
 /// What `on_realloc_begin` took out of the table, to put back or move.
 pub(crate) struct Moving {
+    /// The old block's record, when it had one.
     old: Option<(sites::StackId, usize)>,
-    busy: Option<Guard>,
+    /// Whether this realloc is traced at all (not a tracker allocation).
+    active: bool,
+    /// `BUSY`, held across the inner realloc when a record moves.
+    _busy: Option<Guard>,
 }
 
 /// Called before the inner `realloc`: the old record is taken out while
 /// `ptr` still belongs to this thread (once the inner allocator has freed
 /// it, another thread may get the same address and record it).
-#[inline(never)]
+#[inline(always)]
 pub(crate) fn on_realloc_begin(ptr: *mut u8, old_size: usize) -> Moving {
-    let sampled = MODE.load(Relaxed) == MODE_SAMPLED;
-    let Some(busy) = Guard::enter_hook() else {
-        return Moving { old: None, busy: None };
+    let inactive = Moving {
+        old: None,
+        active: false,
+        _busy: None,
     };
-    if sampled {
-        NET.fetch_sub(old_size as isize, Relaxed);
+    if guard::state() != 0 {
+        return inactive;
+    }
+    if sampled_mode() {
+        counters::add(-(old_size as isize));
         if filter_slot(ptr as usize).load(Relaxed) == 0 {
-            return Moving { old: None, busy: Some(busy) };
+            return Moving { active: true, ..inactive };
         }
     }
-    let old = forget(ptr as usize, sampled);
-    Moving { old, busy: Some(busy) }
+    realloc_take(ptr as usize)
+}
+
+#[inline(never)]
+fn realloc_take(addr: usize) -> Moving {
+    let Some(busy) = Guard::enter_hook() else {
+        return Moving {
+            old: None,
+            active: false,
+            _busy: None,
+        };
+    };
+    Moving {
+        old: forget(addr, sampled_mode()),
+        active: true,
+        _busy: Some(busy),
+    }
 }
 
 /// Called after the inner `realloc` returned `new_ptr` (null on failure).
-#[inline(never)]
+#[inline(always)]
 pub(crate) fn on_realloc_end(m: Moving, ptr: *mut u8, old_size: usize, new_ptr: *mut u8, new_size: usize) {
-    let Moving { old, busy } = m;
-    if busy.is_none() {
+    if !m.active {
         return;
     }
-    let sampled = MODE.load(Relaxed) == MODE_SAMPLED;
-    if new_ptr.is_null() {
+    let sampled = sampled_mode();
+    if sampled && m.old.is_none() && !new_ptr.is_null() {
+        // An unsampled block moved: count it, and give it its chance to be
+        // sampled as a new allocation of its new size.
+        counters::add(new_size as isize);
+        if sample::countdown(new_size) {
+            return;
+        }
+    }
+    realloc_put(m, ptr as usize, old_size, new_ptr as usize, new_size, sampled);
+}
+
+#[inline(never)]
+fn realloc_put(m: Moving, addr: usize, old_size: usize, new_addr: usize, new_size: usize, sampled: bool) {
+    let Moving { old, _busy, .. } = m;
+    let _busy = match _busy {
+        Some(b) => b,
+        None => match Guard::enter_hook() {
+            Some(b) => b,
+            None => return,
+        },
+    };
+    if new_addr == 0 {
         // The old block is still live: restore it as it was.
         if sampled {
-            NET.fetch_add(old_size as isize, Relaxed);
+            counters::add(old_size as isize);
         }
         if let Some((id, size)) = old {
-            store(ptr as usize, id, size, sampled);
+            store(addr, id, size, sampled);
         }
         return;
-    }
-    if sampled {
-        let net = NET.fetch_add(new_size as isize, Relaxed) + new_size as isize;
-        if net > NET_PEAK.load(Relaxed) {
-            NET_PEAK.fetch_max(net, Relaxed);
-        }
     }
     match old {
         // The block keeps its call site, with its new size.
-        Some((id, _)) => store(new_ptr as usize, id, new_size, sampled),
-        None if !sampled => record(new_ptr as usize, new_size, false),
+        Some((id, _)) => {
+            if sampled {
+                counters::add(new_size as isize);
+            }
+            store(new_addr, id, new_size, sampled)
+        }
+        None if !sampled => record(new_addr, new_size, false),
         None => {
-            if sample::should_sample(new_size, MEAN_BYTES.load(Relaxed)) {
-                record(new_ptr as usize, new_size, true);
+            if sample::crossed(new_size, MEAN_BYTES.load(Relaxed)) {
+                record(new_addr, new_size, true);
             }
         }
     }
@@ -211,33 +293,38 @@ pub(crate) fn on_realloc_end(m: Moving, ptr: *mut u8, old_size: usize, new_ptr: 
 // ------------------------------------------------------------- control
 // Called by the public API (lib.rs), never from a hook.
 
-/// Clears all records and counters.
+/// Clears all records. Exact mode: the cleared blocks' bytes leave the
+/// total (frees of them are ignored from now on); sampled mode: the total
+/// starts again from zero.
 pub(crate) fn clear() {
-    BLOCKS.clear();
+    let bytes = BLOCKS.clear();
     for f in FILTER.iter() {
         f.store(0, Relaxed);
     }
-    NET.store(0, Relaxed);
-    NET_PEAK.store(0, Relaxed);
-    PEAK.store(CURRENT.load(Relaxed), Relaxed);
+    if MODE.load(Relaxed) == MODE_SAMPLED {
+        counters::reset();
+    } else {
+        counters::forget_bytes(bytes);
+        counters::reset_peak();
+    }
     UNTRACKED.store(0, Relaxed);
 }
 
-/// `(current, peak)` traced bytes for the active mode.
+/// Zeroes the total and the peak; only while tracing is off.
+pub(crate) fn reset_counters() {
+    counters::reset();
+}
+
+/// `(current, peak)` traced bytes.
 pub(crate) fn traced() -> (usize, usize) {
-    if MODE.load(Relaxed) == MODE_SAMPLED {
-        (NET.load(Relaxed).max(0) as usize, NET_PEAK.load(Relaxed).max(0) as usize)
-    } else {
-        (CURRENT.load(Relaxed), PEAK.load(Relaxed))
-    }
+    counters::read()
 }
 
 pub(crate) fn reset_peak() {
-    PEAK.store(CURRENT.load(Relaxed), Relaxed);
-    NET_PEAK.store(NET.load(Relaxed), Relaxed);
+    counters::reset_peak();
 }
 
 /// Bytes the tracker's tables hold.
 pub(crate) fn memory() -> usize {
-    sites::STACK_TABLE_BYTES.load(Relaxed) + BLOCKS.memory()
+    sites::STACK_TABLE_BYTES.load(Relaxed) + BLOCKS.memory() + dwarf::memory()
 }

@@ -45,39 +45,48 @@ pub(crate) fn probability(size: usize, mean_bytes: usize) -> f64 {
     -(-(size as f64) / mean_bytes as f64).exp_m1()
 }
 
-/// Counts `size` bytes down; true when this allocation is sampled.
-#[inline]
-pub(crate) fn should_sample(size: usize, mean_bytes: usize) -> bool {
-    let Ok(left) = COUNTDOWN.try_with(Cell::get) else {
-        return false;
-    };
-    let epoch = EPOCH.load(Relaxed);
-    if left != i64::MIN && SEEN_EPOCH.try_with(Cell::get).unwrap_or(0) == epoch {
-        let left = left - size as i64;
-        if left > 0 {
-            let _ = COUNTDOWN.try_with(|c| c.set(left));
-            return false;
-        }
-        let _ = COUNTDOWN.try_with(|c| c.set(draw(mean_bytes)));
-        return true;
-    }
-    first_draw(size, mean_bytes, epoch)
+/// The fast path: counts `size` bytes down and returns true when the
+/// countdown is not crossed (the allocation is not sampled). False sends
+/// the caller to [`crossed`].
+#[inline(always)]
+pub(crate) fn countdown(size: usize) -> bool {
+    COUNTDOWN
+        .try_with(|c| {
+            let left = c.get().wrapping_sub(size as i64);
+            if c.get() != i64::MIN && left > 0 {
+                c.set(left);
+                true
+            } else {
+                false
+            }
+        })
+        .unwrap_or(true)
 }
 
+/// The slow path, after [`countdown`] returned false: whether this
+/// allocation of `size` bytes is sampled. Draws the next distance; a thread
+/// that has not drawn since the last `start()` draws its first one here.
 #[cold]
 #[inline(never)]
-fn first_draw(size: usize, mean_bytes: usize, epoch: u64) -> bool {
-    let _ = SEEN_EPOCH.try_with(|c| c.set(epoch));
-    let _ = RNG.try_with(|c| c.set(0));
-    let first = draw(mean_bytes);
-    let left = first - size as i64;
-    if left > 0 {
-        let _ = COUNTDOWN.try_with(|c| c.set(left));
-        false
-    } else {
-        let _ = COUNTDOWN.try_with(|c| c.set(draw(mean_bytes)));
-        true
+pub(crate) fn crossed(size: usize, mean_bytes: usize) -> bool {
+    let epoch = EPOCH.load(Relaxed);
+    if SEEN_EPOCH.try_with(Cell::get).unwrap_or(0) != epoch || COUNTDOWN.try_with(Cell::get).unwrap_or(0) == i64::MIN {
+        let _ = SEEN_EPOCH.try_with(|c| c.set(epoch));
+        let _ = RNG.try_with(|c| c.set(0));
+        let first = draw(mean_bytes);
+        if first > size as i64 {
+            let _ = COUNTDOWN.try_with(|c| c.set(first - size as i64));
+            return false;
+        }
     }
+    let _ = COUNTDOWN.try_with(|c| c.set(draw(mean_bytes)));
+    true
+}
+
+/// Counts `size` bytes down; true when this allocation is sampled.
+#[cfg(test)]
+pub(crate) fn should_sample(size: usize, mean_bytes: usize) -> bool {
+    !countdown(size) && crossed(size, mean_bytes)
 }
 
 /// Draws the next distance, exponentially distributed with the given mean.
@@ -118,6 +127,7 @@ mod tests {
     #[test]
     fn a_block_of_sixteen_means_is_always_sampled() {
         EPOCH.fetch_add(1, Relaxed);
+        let _ = COUNTDOWN.try_with(|c| c.set(i64::MIN));
         for _ in 0..10_000 {
             assert!(should_sample(8 << 20, 512 << 10));
             should_sample(100, 512 << 10);

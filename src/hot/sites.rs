@@ -16,7 +16,6 @@
 //! block is counted as untracked instead.
 
 use super::guard::{Guard, BUSY};
-use super::{CURRENT, PEAK};
 use hashbrown::HashMap;
 use parking_lot::{Mutex, MutexGuard};
 use std::hash::{BuildHasher, Hasher};
@@ -382,47 +381,38 @@ impl BlockTable {
         SHARDS
     }
 
-    /// Records a live block; `false` when the table could not grow (the
-    /// block then goes untracked). Adds `size` to the traced total.
+    /// Records a live block. `Err` when the table could not grow (the
+    /// block then goes untracked); `Ok(Some(size))` when a stale record of
+    /// that many bytes was replaced. The caller holds `BUSY`.
     #[inline]
-    pub(crate) fn insert(&self, addr: usize, stack: StackId, size: usize) -> bool {
+    pub(crate) fn insert(&self, addr: usize, stack: StackId, size: usize) -> Result<Option<usize>, ()> {
         let mut map = self.shards[Self::shard_of(addr)].0.lock();
         if map.try_reserve(1).is_err() {
-            return false;
+            return Err(());
         }
-        let old = map.insert(addr, pack(stack, size));
-        // Counters move under the shard lock, so clearing a shard and
-        // subtracting its bytes is exact with respect to this shard.
-        if let Some(old) = old {
-            // An address can only be present twice if a free was missed;
-            // replace it rather than count it twice.
-            CURRENT.fetch_sub(unpack(old).1, Relaxed);
-        }
-        let now = CURRENT.fetch_add(size, Relaxed) + size;
-        if now > PEAK.load(Relaxed) {
-            PEAK.fetch_max(now, Relaxed);
-        }
-        true
+        // An address is only present already if its free was never seen
+        // (freed while a hook ran on that thread): the new record replaces it.
+        Ok(map.insert(addr, pack(stack, size)).map(|old| unpack(old).1))
     }
 
     /// Forgets a block; returns its stack and size when it was tracked.
+    /// The caller holds `BUSY`.
     #[inline]
     pub(crate) fn remove(&self, addr: usize) -> Option<(StackId, usize)> {
         let mut map = self.shards[Self::shard_of(addr)].0.lock();
-        let (stack, size) = unpack(map.remove(&addr)?);
-        CURRENT.fetch_sub(size, Relaxed);
-        Some((stack, size))
+        Some(unpack(map.remove(&addr)?))
     }
 
-    /// Forgets every block, shard by shard.
-    pub(crate) fn clear(&self) {
+    /// Forgets every block, shard by shard; returns the bytes they held.
+    pub(crate) fn clear(&self) -> usize {
+        let mut total = 0;
         for i in 0..SHARDS {
             let mut map = self.lock_shard(i);
-            let bytes: usize = map.values().map(|&w| unpack(w).1).sum();
+            total += map.values().map(|&w| unpack(w).1).sum::<usize>();
             map.clear();
             map.shrink_to_fit();
-            CURRENT.fetch_sub(bytes, Relaxed);
         }
+        total
     }
 
     /// Bytes held by the tables' buckets (key, value and control byte each).

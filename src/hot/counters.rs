@@ -1,0 +1,175 @@
+//! The traced-bytes total without a shared cache line per allocation.
+//!
+//! One atomic counter bumped by every allocation of every thread is the
+//! largest cost of a cheap tracker: on two threads its cache line bounces on
+//! every allocation (measured: three quarters of the sampled-mode hook).
+//! Instead each thread owns a slot of pending bytes, written only by it with
+//! a plain relaxed load and store, and moves it into `GLOBAL` when it passes
+//! ±64 KiB. The total is `GLOBAL` plus every slot: exact whenever read. The
+//! peak is checked at each move and at each read, so it is exact to within
+//! 64 KiB per thread.
+//!
+//! Slots are handed out on a thread's first tracked allocation and handed
+//! back, with their pending bytes moved to `GLOBAL`, by a thread-local
+//! destructor. A thread without a slot (all taken, or its destructor already
+//! ran) adds to `GLOBAL` directly.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering::*};
+
+const SLOTS: usize = 256;
+const FLUSH: isize = 64 * 1024;
+/// Slot index meaning "not assigned yet".
+const UNASSIGNED: u16 = u16::MAX;
+/// Slot index meaning "use GLOBAL" (no slot free, or the thread is exiting).
+const SHARED: u16 = u16::MAX - 1;
+
+#[repr(align(128))]
+struct Slot(AtomicIsize);
+
+static PENDING: [Slot; SLOTS] = [const { Slot(AtomicIsize::new(0)) }; SLOTS];
+/// Which slots are taken, one bit each.
+static TAKEN: [AtomicU64; SLOTS / 64] = [const { AtomicU64::new(0) }; SLOTS / 64];
+static GLOBAL: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+thread_local! {
+    /// This thread's slot: an index, `UNASSIGNED` or `SHARED`. `const` and
+    /// without destructor, so readable during thread exit.
+    static SLOT: Cell<u16> = const { Cell::new(UNASSIGNED) };
+    /// Hands the slot back when the thread exits.
+    static RELEASE: SlotRelease = const { SlotRelease };
+}
+
+struct SlotRelease;
+
+impl Drop for SlotRelease {
+    fn drop(&mut self) {
+        let Ok(i) = SLOT.try_with(|s| s.replace(SHARED)) else {
+            return;
+        };
+        if (i as usize) < SLOTS {
+            let p = PENDING[i as usize].0.swap(0, Relaxed);
+            GLOBAL.fetch_add(p, Relaxed);
+            TAKEN[i as usize / 64].fetch_and(!(1 << (i % 64)), Release);
+        }
+    }
+}
+
+/// Adds `delta` bytes to the total.
+#[inline]
+pub(crate) fn add(delta: isize) {
+    let i = SLOT.try_with(Cell::get).unwrap_or(SHARED);
+    if (i as usize) < SLOTS {
+        let slot = &PENDING[i as usize].0;
+        // Only this thread writes its slot: load and store, no lock prefix.
+        let p = slot.load(Relaxed) + delta;
+        if (-FLUSH..FLUSH).contains(&p) {
+            slot.store(p, Relaxed);
+        } else {
+            slot.store(0, Relaxed);
+            publish(p);
+        }
+    } else if i == UNASSIGNED {
+        assign();
+        add(delta);
+    } else {
+        publish(delta);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn publish(delta: isize) {
+    let g = GLOBAL.fetch_add(delta, Relaxed) + delta;
+    if g > PEAK.load(Relaxed) {
+        PEAK.fetch_max(g, Relaxed);
+    }
+}
+
+/// Gives this thread a free slot, or `SHARED` when none is free.
+#[cold]
+#[inline(never)]
+fn assign() {
+    // Registering the destructor below may allocate: keep that out of the count.
+    let _busy = super::guard::Guard::with(super::guard::BUSY);
+    let mut got = SHARED;
+    'search: for (w, word) in TAKEN.iter().enumerate() {
+        let mut cur = word.load(Relaxed);
+        while cur != u64::MAX {
+            let bit = (!cur).trailing_zeros();
+            match word.compare_exchange_weak(cur, cur | (1 << bit), Acquire, Relaxed) {
+                Ok(_) => {
+                    got = (w * 64 + bit as usize) as u16;
+                    break 'search;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+    if (got as usize) < SLOTS {
+        if RELEASE.try_with(|_| ()).is_err() {
+            TAKEN[got as usize / 64].fetch_and(!(1 << (got % 64)), Release);
+            got = SHARED;
+        }
+    }
+    let _ = SLOT.try_with(|s| s.set(got));
+}
+
+/// The total: `GLOBAL` plus every slot's pending bytes.
+pub(crate) fn total() -> isize {
+    GLOBAL.load(Relaxed) + PENDING.iter().map(|s| s.0.load(Relaxed)).sum::<isize>()
+}
+
+/// `(current, peak)`, the peak raised to the current value if below it.
+pub(crate) fn read() -> (usize, usize) {
+    let current = total();
+    let peak = PEAK.fetch_max(current, Relaxed).max(current);
+    (current.max(0) as usize, peak.max(0) as usize)
+}
+
+/// Sets the peak to the current total.
+pub(crate) fn reset_peak() {
+    PEAK.store(total(), Relaxed);
+}
+
+/// Subtracts bytes that were dropped from the tables by `clear`.
+pub(crate) fn forget_bytes(bytes: usize) {
+    GLOBAL.fetch_sub(bytes as isize, Relaxed);
+}
+
+/// Zeroes everything. Only while no hook can run (tracing off).
+pub(crate) fn reset() {
+    for s in PENDING.iter() {
+        s.0.store(0, Relaxed);
+    }
+    GLOBAL.store(0, Relaxed);
+    PEAK.store(0, Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_are_exact_across_threads_and_exits() {
+        let before = total();
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    for i in 0..10_000isize {
+                        add(100 + (i % 7) * t);
+                        add(-(100 + (i % 7) * t));
+                    }
+                    add(1000);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(total() - before, 8 * 1000);
+        add(-8000);
+        assert_eq!(total(), before);
+    }
+}
