@@ -70,6 +70,8 @@ pub const DEFAULT_LIVE_TASKS_WARNING: u64 = 1000;
 
 /// Steady stacks symbolized per interval at most, largest growth first.
 const MAX_RESOLVE_PER_TICK: usize = 256;
+/// Stacks symbolized ahead by the warm-up thread.
+const WARM_STACKS: usize = 16;
 /// Spawn sites named in a task warning.
 const TASK_SITES_NAMED: usize = 5;
 
@@ -295,6 +297,18 @@ fn warm_symbols(shared: Arc<Shared>) {
             move || {
                 let _ignore = Guard::with(IGNORE);
                 let _ = crate::symbolize::resolve_ip(ip);
+                // A few allocation stacks seen so far: they go through the
+                // allocator, `alloc` and `std`, whose line tables every
+                // report needs.
+                let settings = crate::settings();
+                let known = crate::hot::STACKS.len().min(WARM_STACKS) as StackId;
+                for id in 0..known {
+                    if shared.stopping() {
+                        break;
+                    }
+                    let ips = crate::hot::STACKS.get(id);
+                    crate::symbolize::resolve_stack(id, ips, &settings.rules, settings.frames);
+                }
                 shared.symbols_ready.store(true, Relaxed);
             }
         });
