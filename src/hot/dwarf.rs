@@ -281,7 +281,7 @@ fn compute_rule(addr: u64) -> u64 {
 /// is loaded (the caller falls back).
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
-pub(crate) fn capture_dwarf(buf: &mut [usize]) -> Option<usize> {
+pub(crate) fn capture_dwarf(buf: &mut [std::mem::MaybeUninit<usize>]) -> Option<usize> {
     let table = RULES.load(Acquire);
     if table.is_null() {
         return None;
@@ -337,7 +337,7 @@ pub(crate) fn capture_dwarf(buf: &mut [usize]) -> Option<usize> {
         if ret == 0 || cfa <= sp {
             break;
         }
-        buf[n] = ret as usize;
+        buf[n] = std::mem::MaybeUninit::new(ret as usize);
         n += 1;
         sp = cfa;
         pc = ret;
@@ -348,7 +348,7 @@ pub(crate) fn capture_dwarf(buf: &mut [usize]) -> Option<usize> {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn capture_dwarf(_buf: &mut [usize]) -> Option<usize> {
+pub(crate) fn capture_dwarf(_buf: &mut [std::mem::MaybeUninit<usize>]) -> Option<usize> {
     None
 }
 

@@ -119,10 +119,10 @@ fn sampled_alloc(addr: usize, size: usize) {
 /// Captures the stack and stores the block. `BUSY` is held by the caller.
 #[inline]
 fn record(addr: usize, size: usize, sampled: bool) {
-    let mut buf = [0usize; stack::MAX_DEPTH];
+    let mut buf = stack::Buf::new();
     let depth = DEPTH.load(Relaxed).min(stack::MAX_DEPTH);
-    let n = stack::capture(&mut buf[..depth], CAPTURE.load(Relaxed));
-    let id = STACKS.intern(&buf[..n]).unwrap_or(UNKNOWN_STACK);
+    let ips = buf.fill(depth, CAPTURE.load(Relaxed));
+    let id = STACKS.intern(ips).unwrap_or(UNKNOWN_STACK);
     store(addr, id, size, sampled);
 }
 

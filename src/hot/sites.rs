@@ -362,10 +362,14 @@ impl BlockTable {
         }
     }
 
+    /// The shard of an address: by 64 KiB region, not by address. Each
+    /// thread allocates from its own arena (glibc, mimalloc, jemalloc all
+    /// keep per-thread arenas), so a thread's blocks fall in a few regions
+    /// and their shards' locks and tables stay in that thread's cache;
+    /// hashing whole addresses would bounce every shard between cores.
     #[inline]
     fn shard_of(addr: usize) -> usize {
-        // The top bits of the mix; the map itself uses the low bits.
-        (mix(addr as u64) >> 57) as usize % SHARDS
+        (mix((addr >> 16) as u64) >> 57) as usize % SHARDS
     }
 
     /// Locks shard `i` (for snapshots and clearing).

@@ -14,6 +14,7 @@
 //! chain ends the walk instead of faulting or looping.
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 
 /// The most return addresses captured for one block.
 pub(crate) const MAX_DEPTH: usize = 128;
@@ -31,9 +32,35 @@ pub(crate) const FRAME_POINTERS: u8 = 1;
 /// Capture with the cached DWARF unwinder.
 pub(crate) const DWARF: u8 = 2;
 
+/// A capture buffer on the stack, not zeroed first (1 KiB of memset per
+/// allocation showed in profiles); only the captured prefix is ever read.
+pub(crate) struct Buf {
+    words: [std::mem::MaybeUninit<usize>; MAX_DEPTH],
+}
+
+impl Buf {
+    #[inline(always)]
+    pub(crate) fn new() -> Self {
+        Buf {
+            words: [std::mem::MaybeUninit::uninit(); MAX_DEPTH],
+        }
+    }
+
+    /// Captures up to `depth` return addresses with `method`.
+    #[inline(always)]
+    pub(crate) fn fill(&mut self, depth: usize, method: u8) -> &[usize] {
+        let depth = depth.min(MAX_DEPTH);
+        let n = capture(&mut self.words[..depth], method).min(depth);
+        // SAFETY: the capture functions initialised the first `n` words
+        // (they write `buf[i]` for every `i < n` they report), and
+        // `MaybeUninit<usize>` has the layout of `usize`.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr() as *const usize, n) }
+    }
+}
+
 /// Captures return addresses into `buf` with `method`; returns how many.
 #[inline]
-pub(crate) fn capture(buf: &mut [usize], method: u8) -> usize {
+pub(crate) fn capture(buf: &mut [MaybeUninit<usize>], method: u8) -> usize {
     let fast = match method {
         FRAME_POINTERS => capture_fp(buf),
         DWARF => super::dwarf::capture_dwarf(buf),
@@ -47,7 +74,7 @@ pub(crate) fn capture(buf: &mut [usize], method: u8) -> usize {
 
 /// Captures with libgcc's unwinder.
 #[inline(never)]
-pub(crate) fn capture_unwind(buf: &mut [usize]) -> usize {
+pub(crate) fn capture_unwind(buf: &mut [MaybeUninit<usize>]) -> usize {
     let mut n = 0;
     // SAFETY: `trace_unsynchronized` is unsafe because some platform
     // unwinders (dbghelp on Windows) are not thread-safe; libgcc's
@@ -62,7 +89,7 @@ pub(crate) fn capture_unwind(buf: &mut [usize]) -> usize {
             if ip == 0 {
                 return false;
             }
-            buf[n] = ip;
+            buf[n] = MaybeUninit::new(ip);
             n += 1;
             true
         });
@@ -141,7 +168,7 @@ fn frame_pointer() -> usize {
 /// unknown or the architecture has no walk (the caller falls back).
 #[inline(never)]
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub(crate) fn capture_fp(buf: &mut [usize]) -> Option<usize> {
+pub(crate) fn capture_fp(buf: &mut [MaybeUninit<usize>]) -> Option<usize> {
     let (_, high) = stack_bounds()?;
     let marker = 0u8;
     // Everything between a local of this frame and the top of the stack is
@@ -166,7 +193,7 @@ pub(crate) fn capture_fp(buf: &mut [usize]) -> Option<usize> {
         if ret == 0 {
             break;
         }
-        buf[n] = ret;
+        buf[n] = MaybeUninit::new(ret);
         n += 1;
         if next <= fp {
             break;
@@ -177,7 +204,7 @@ pub(crate) fn capture_fp(buf: &mut [usize]) -> Option<usize> {
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub(crate) fn capture_fp(_buf: &mut [usize]) -> Option<usize> {
+pub(crate) fn capture_fp(_buf: &mut [MaybeUninit<usize>]) -> Option<usize> {
     None
 }
 
@@ -188,7 +215,7 @@ pub(crate) fn capture_fp(_buf: &mut [usize]) -> Option<usize> {
 pub(crate) fn walk_works(method: u8) -> bool {
     let mut fast = [0usize; 8];
     let mut uw = [0usize; 64];
-    let (nf, nu) = probe_a(method, &mut fast, &mut uw);
+    let (nf, nu) = probe_a(method, as_uninit(&mut fast), as_uninit(&mut uw));
     let entries = [
         probe_c as *const () as usize,
         probe_b as *const () as usize,
@@ -221,20 +248,27 @@ fn fp_matches(fp: &[usize], uw: &[usize], entries: &[usize]) -> bool {
     callers_ok && unwinder_ok
 }
 
+/// A zeroed buffer seen as capture space (every word is initialised).
+fn as_uninit(words: &mut [usize]) -> &mut [MaybeUninit<usize>] {
+    // SAFETY: `MaybeUninit<usize>` has the layout of `usize`, and writing a
+    // `usize` through it keeps every word initialised.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut MaybeUninit<usize>, words.len()) }
+}
+
 #[inline(never)]
-fn probe_a(method: u8, fast: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
+fn probe_a(method: u8, fast: &mut [MaybeUninit<usize>], uw: &mut [MaybeUninit<usize>]) -> (usize, usize) {
     let r = probe_b(method, fast, uw);
     std::hint::black_box(r)
 }
 
 #[inline(never)]
-fn probe_b(method: u8, fast: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
+fn probe_b(method: u8, fast: &mut [MaybeUninit<usize>], uw: &mut [MaybeUninit<usize>]) -> (usize, usize) {
     let r = probe_c(method, fast, uw);
     std::hint::black_box(r)
 }
 
 #[inline(never)]
-fn probe_c(method: u8, fast: &mut [usize], uw: &mut [usize]) -> (usize, usize) {
+fn probe_c(method: u8, fast: &mut [MaybeUninit<usize>], uw: &mut [MaybeUninit<usize>]) -> (usize, usize) {
     let nf = match method {
         FRAME_POINTERS => capture_fp(fast),
         DWARF => super::dwarf::capture_dwarf(fast),
@@ -265,7 +299,7 @@ mod tests {
     #[test]
     fn unwinder_captures_this_test() {
         let mut buf = [0usize; 32];
-        let n = capture_unwind(&mut buf);
+        let n = capture_unwind(as_uninit(&mut buf));
         assert!(n > 2, "captured {n} frames");
         assert!(buf[..n].iter().all(|&a| a != 0));
     }
@@ -274,7 +308,7 @@ mod tests {
     fn walk_on_a_garbage_chain_stops_without_faulting() {
         // Whatever the build, the walk must end inside the stack bounds.
         let mut buf = [0usize; MAX_DEPTH];
-        if let Some(n) = capture_fp(&mut buf) {
+        if let Some(n) = capture_fp(as_uninit(&mut buf)) {
             assert!(n <= MAX_DEPTH);
         }
     }
