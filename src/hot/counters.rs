@@ -107,11 +107,9 @@ fn assign() {
             }
         }
     }
-    if (got as usize) < SLOTS {
-        if RELEASE.try_with(|_| ()).is_err() {
-            TAKEN[got as usize / 64].fetch_and(!(1 << (got % 64)), Release);
-            got = SHARED;
-        }
+    if (got as usize) < SLOTS && RELEASE.try_with(|_| ()).is_err() {
+        TAKEN[got as usize / 64].fetch_and(!(1 << (got % 64)), Release);
+        got = SHARED;
     }
     let _ = SLOT.try_with(|s| s.set(got));
 }

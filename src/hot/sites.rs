@@ -49,7 +49,7 @@ pub(crate) fn mix(mut x: u64) -> u64 {
 fn hash_stack(ips: &[usize]) -> u64 {
     let mut h = ips.len() as u64;
     for &ip in ips {
-        h = (h.rotate_left(5) ^ ip as u64).wrapping_mul(0x51_7cc1_b727_220a_95);
+        h = (h.rotate_left(5) ^ ip as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
     mix(h)
 }
