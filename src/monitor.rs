@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -70,6 +70,8 @@ pub const DEFAULT_LIVE_TASKS_WARNING: u64 = 1000;
 
 /// Steady stacks symbolized per interval at most, largest growth first.
 const MAX_RESOLVE_PER_TICK: usize = 256;
+/// Numbers report files, over every monitor of the process.
+static REPORT_SEQ: AtomicU64 = AtomicU64::new(0);
 /// Stacks symbolized ahead by the warm-up thread.
 const WARM_STACKS: usize = 16;
 /// Spawn sites named in a task warning.
@@ -248,31 +250,13 @@ impl MonitorBuilder {
             rss_growth_warning: (self.rss_growth_warning > 1.0).then_some(self.rss_growth_warning),
             live_tasks_warning: (self.live_tasks_warning > 0).then_some(self.live_tasks_warning),
         };
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            symbols_ready: AtomicBool::new(false),
-            lock: Mutex::new(()),
-            wake: Condvar::new(),
-            stats: Mutex::new(MonitorStats::default()),
-        });
+        let shared = Shared::new();
         if self.warm_symbols {
             warm_symbols(shared.clone());
         } else {
             shared.symbols_ready.store(true, Relaxed);
         }
-        let worker = Worker {
-            settings,
-            callbacks: self.callbacks,
-            shared: shared.clone(),
-            window: VecDeque::with_capacity(window),
-            tick: 0,
-            sites: HashMap::new(),
-            baseline_rss: None,
-            rss_threshold: None,
-            first_traced: None,
-            tasks_warned: None,
-            reports: 0,
-        };
+        let worker = Worker::new(settings, self.callbacks, shared.clone());
         let thread = std::thread::Builder::new()
             .name("leaktrace-monitor".into())
             .spawn(move || worker.run())?;
@@ -345,6 +329,16 @@ struct Shared {
 }
 
 impl Shared {
+    fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            symbols_ready: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+            stats: Mutex::new(MonitorStats::default()),
+        })
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Relaxed)
     }
@@ -799,8 +793,8 @@ struct Group {
     sizes: Vec<u64>,
     blocks: u64,
     stacks: usize,
-    /// The steepest member that alone exceeds the minimum growth.
-    strongest: Option<SeriesTrend>,
+    /// The steepest member that alone exceeds the minimum growth, with its sizes.
+    strongest: Option<(SeriesTrend, Vec<u64>)>,
 }
 
 struct Worker {
@@ -815,10 +809,24 @@ struct Worker {
     first_traced: Option<u64>,
     /// Live tasks at the last task warning; `None` while under the threshold.
     tasks_warned: Option<u64>,
-    reports: u64,
 }
 
 impl Worker {
+    fn new(settings: Settings, callbacks: Vec<Callback>, shared: Arc<Shared>) -> Worker {
+        Worker {
+            window: VecDeque::with_capacity(settings.window),
+            settings,
+            callbacks,
+            shared,
+            tick: 0,
+            sites: HashMap::new(),
+            baseline_rss: None,
+            rss_threshold: None,
+            first_traced: None,
+            tasks_warned: None,
+        }
+    }
+
     fn run(mut self) {
         let start = Instant::now();
         let interval_ns = self.settings.interval.as_nanos().max(1);
@@ -886,6 +894,11 @@ impl Worker {
             tasks,
             tracker_bytes: crate::tracker_memory() as u64,
         };
+        self.judge(entry)
+    }
+
+    /// Adds a snapshot to the window and runs the checks on it.
+    fn judge(&mut self, entry: Entry) -> Vec<Finding> {
         self.tick += 1;
         if self.window.len() == self.settings.window {
             self.window.pop_front();
@@ -1051,11 +1064,11 @@ impl Worker {
                 g.traceback = tb.to_vec();
             }
             if net(&c.trend) > min_growth
-                && g.strongest.map_or(true, |s| {
+                && g.strongest.as_ref().map_or(true, |(s, _)| {
                     c.trend.slope_bytes_per_sec > s.slope_bytes_per_sec
                 })
             {
-                g.strongest = Some(c.trend);
+                g.strongest = Some((c.trend, c.sizes.clone()));
             }
         }
         let mut suspects: Vec<(SeriesTrend, LeakSuspect, bool)> = Vec::new();
@@ -1067,8 +1080,10 @@ impl Worker {
             // The sum of steady series is steady but for rare phase effects
             // on the share of intervals grown; a member that is a finding
             // alone keeps the site one.
-            let Some(t) = (if steady { Some(t) } else { g.strongest }) else {
-                continue;
+            let (t, sizes) = match (steady, g.strongest) {
+                (true, _) => (t, g.sizes),
+                (false, Some(strongest)) => strongest,
+                (false, None) => continue,
             };
             suspects.push((
                 t,
@@ -1086,7 +1101,7 @@ impl Worker {
                     window_seconds,
                     slope_bytes_per_sec: t.slope_bytes_per_sec,
                     grew_fraction: t.grew_fraction,
-                    sizes: if steady { g.sizes } else { Vec::new() },
+                    sizes,
                     stacks: g.stacks,
                     fresh: false,
                 },
@@ -1231,17 +1246,13 @@ impl Worker {
                 samples,
             },
         };
-        self.reports += 1;
+        let seq = REPORT_SEQ.fetch_add(1, Relaxed) + 1;
         let stamp: String = crate::clock::rfc3339(last.raw.unix_seconds)
             .chars()
             .take(19)
             .filter(|c| c.is_ascii_digit() || *c == 'T')
             .collect();
-        let name = format!(
-            "leak-{}-{stamp}Z-{:03}.json",
-            std::process::id(),
-            self.reports
-        );
+        let name = format!("leak-{}-{stamp}Z-{:03}.json", std::process::id(), seq);
         let dir = &self.settings.report_dir;
         let path = dir.join(name);
         let written = std::fs::create_dir_all(dir)
@@ -1280,6 +1291,202 @@ fn suspects_first(diff: &mut SnapshotDiff, suspects: &[LeakSuspect]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Stack ids no real stack has: they resolve to the unknown frame.
+    const A: StackId = crate::hot::sites::UNKNOWN_STACK - 10;
+    const B: StackId = A + 1;
+    const C: StackId = A + 2;
+
+    fn worker(dir: &Path) -> Worker {
+        let settings = Settings {
+            interval: Duration::from_secs(1),
+            report_dir: dir.to_path_buf(),
+            window: 8,
+            min_window: 5,
+            min_growth_bytes: 1000,
+            min_grew_fraction: 0.5,
+            rereport_factor: 2.0,
+            rss_growth_warning: None,
+            live_tasks_warning: None,
+        };
+        Worker::new(settings, Vec::new(), Shared::new())
+    }
+
+    fn feed(w: &mut Worker, stacks: &[(StackId, u64)]) -> Vec<Finding> {
+        let t = w.tick as f64;
+        let mut stacks: Vec<(StackId, u64, u64)> =
+            stacks.iter().map(|&(id, b)| (id, b, b / 100)).collect();
+        stacks.retain(|s| s.1 > 0);
+        stacks.sort_unstable_by_key(|s| s.0);
+        w.judge(Entry {
+            tick: w.tick,
+            raw: RawSnapshot {
+                stacks,
+                unix_seconds: 1.8e9 + t,
+                monotonic_seconds: 100.0 + t,
+                current: 0,
+                peak: 0,
+            },
+            process: None,
+            tasks: Vec::new(),
+            tracker_bytes: 0,
+        })
+    }
+
+    fn leaks(f: &[Finding]) -> Vec<&LeakFinding> {
+        f.iter()
+            .filter_map(|f| match f {
+                Finding::Leak(l) => Some(l),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reports_a_steady_stack_once_then_on_doubling_then_after_a_pause() {
+        let dir =
+            std::env::temp_dir().join(format!("leaktrace-monitor-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut w = worker(&dir);
+        // A leaks 1000 B per tick; B churns 5000 B; C steps once.
+        let step = |i: u64| if i == 0 { 0 } else { 100_000 };
+        let churn = |i: u64| if i % 2 == 0 { 5000 } else { 0 };
+        let mut all = Vec::new();
+        for i in 0..5 {
+            all.push(feed(&mut w, &[(A, 1000 * i), (B, churn(i)), (C, step(i))]));
+        }
+        assert!(
+            all[..4].iter().all(|f| f.is_empty()),
+            "nothing before min_window"
+        );
+        let first = leaks(&all[4]);
+        assert_eq!(first.len(), 1);
+        let l = first[0];
+        assert!(!l.repeat && l.suspect.fresh);
+        assert_eq!(l.suspect.verdict, Verdict::Steady);
+        assert_eq!(
+            (
+                l.suspect.size_first,
+                l.suspect.size_bytes,
+                l.suspect.growth_bytes
+            ),
+            (0, 4000, 4000)
+        );
+        assert_eq!(l.suspect.sizes, vec![0, 1000, 2000, 3000, 4000]);
+        assert!((l.suspect.slope_bytes_per_sec - 1000.0).abs() < 1e-6);
+        let path = l.report.clone().expect("a report");
+        let report = MonitorReport::read_json(&path).unwrap();
+        assert_eq!(report.monitor.suspects[0].sizes, l.suspect.sizes);
+        assert_eq!(report.monitor.samples.len(), 5);
+        // The diff has every site, the suspect's first.
+        assert_eq!(report.diff.sites[0].location, l.suspect.location);
+        assert_eq!(report.diff.sites[0].rank, 1);
+
+        // Growing on, but not yet doubled: silent.
+        for i in 5..8 {
+            assert!(
+                feed(&mut w, &[(A, 1000 * i), (B, churn(i)), (C, step(i))]).is_empty(),
+                "tick {i}"
+            );
+        }
+        // Doubled since the report (8000 >= 2 x 4000): reported again.
+        let again = feed(&mut w, &[(A, 8000), (B, churn(8)), (C, step(8))]);
+        let again = leaks(&again);
+        assert_eq!(again.len(), 1);
+        assert!(again[0].repeat);
+        assert_ne!(again[0].report, Some(path));
+        assert_eq!(w.sites.len(), 1);
+
+        // Not a finding for more than a window (it stops being steady a few
+        // flat snapshots in): forgotten.
+        for _ in 0..14 {
+            assert!(feed(&mut w, &[(A, 8000), (B, 0), (C, 100_000)]).is_empty());
+        }
+        assert!(w.sites.is_empty());
+        // Growing again is a new finding, not a repeat.
+        let mut next = Vec::new();
+        for i in 1..=8 {
+            next.extend(feed(&mut w, &[(A, 8000 + 2000 * i), (C, 100_000)]));
+        }
+        let next = leaks(&next);
+        assert_eq!(next.len(), 1, "{next:?}");
+        assert!(!next[0].repeat);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn churn_and_steps_are_never_findings() {
+        let dir =
+            std::env::temp_dir().join(format!("leaktrace-monitor-unit2-{}", std::process::id()));
+        let mut w = worker(&dir);
+        for i in 0..40u64 {
+            let pool = [0, 300_000, 100_000, 900_000, 0][(i % 5) as usize];
+            let cache = if i < 3 { 0 } else { 5_000_000 };
+            let f = feed(&mut w, &[(A, pool), (B, cache), (C, 4096 * (i % 2))]);
+            assert!(f.is_empty(), "tick {i}: {f:?}");
+        }
+        assert!(!dir.exists(), "no report directory created");
+    }
+
+    #[test]
+    fn suspects_go_first_in_the_diff() {
+        let fr = |line| Frame {
+            function: "f".into(),
+            file: "src/a.rs".into(),
+            line,
+        };
+        let site = |line, size_diff| crate::StatisticDiff {
+            rank: 0,
+            location: fr(line),
+            size: 0,
+            size_diff,
+            count: 0,
+            count_diff: 0,
+            growth_bytes_per_sec: 0.0,
+            traceback: vec![fr(line)],
+        };
+        let info = crate::SnapshotInfo {
+            label: String::new(),
+            taken_at: String::new(),
+            current_bytes: 0,
+            blocks: 0,
+        };
+        let mut diff = SnapshotDiff {
+            group_by: GroupBy::Line,
+            from: info.clone(),
+            to: info,
+            elapsed_seconds: 1.0,
+            totals: Default::default(),
+            sites: vec![site(1, 900), site(2, 500), site(3, 10)],
+            tasks: Vec::new(),
+        };
+        let suspect = LeakSuspect {
+            rank: 1,
+            location: fr(3),
+            traceback: vec![fr(3)],
+            verdict: Verdict::Steady,
+            size_bytes: 10,
+            blocks: 1,
+            size_first: 0,
+            size_min: 0,
+            size_max: 10,
+            growth_bytes: 10,
+            window_seconds: 1.0,
+            slope_bytes_per_sec: 10.0,
+            grew_fraction: 1.0,
+            sizes: vec![0, 10],
+            stacks: 1,
+            fresh: true,
+        };
+        suspects_first(&mut diff, &[suspect]);
+        let order: Vec<(u32, usize)> = diff
+            .sites
+            .iter()
+            .map(|s| (s.location.line, s.rank))
+            .collect();
+        assert_eq!(order, vec![(3, 1), (1, 2), (2, 3)]);
+    }
 
     #[test]
     fn bytes_format() {

@@ -5,7 +5,8 @@
 //! one relaxed atomic subtract. No lock and no stack capture on that path.
 //!
 //! The first spawn at a site registers it (cold: a mutex, one small leaked
-//! allocation, and one capture of return addresses, raw, no symbols). Those
+//! allocation, and one capture of return addresses, raw, no symbols, with
+//! no lock). Those
 //! addresses name the site's function later, when tasks are listed: the
 //! frame whose file and line match the `#[track_caller]` location.
 //!
@@ -119,14 +120,14 @@ fn counts_for(location: &'static Location<'static>) -> &'static SiteCounts {
 fn register(location: &'static Location<'static>, key: usize) -> &'static SiteCounts {
     // The registry and the leaked counters are the tracker's own memory.
     let _ignore = Guard::with(IGNORE);
-    // Capture before taking the lock: the unwinder may take its own.
+    // Raw return addresses with the allocator hook's lock-free capture (not
+    // `backtrace::trace`, whose global lock is held for seconds while the
+    // monitor first reads debug info: a first spawn must not wait for that).
+    let mut buf = crate::hot::stack::Buf::new();
+    let captured = buf.fill(SITE_FRAMES, crate::hot::stack::LIBGCC);
     let mut ips = [0usize; SITE_FRAMES];
-    let mut ips_len = 0;
-    backtrace::trace(|frame| {
-        ips[ips_len] = frame.ip() as usize;
-        ips_len += 1;
-        ips_len < SITE_FRAMES
-    });
+    ips[..captured.len()].copy_from_slice(captured);
+    let ips_len = captured.len();
     let mut registry = REGISTRY.lock();
     let start = slot_of(key);
     let mut free = None;
