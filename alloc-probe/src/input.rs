@@ -17,7 +17,7 @@ pub fn read_snapshot(path: &Path) -> anyhow::Result<Snapshot> {
             path.display()
         );
     }
-    Ok(Snapshot::read_json(path)?)
+    Snapshot::read_json(path).map_err(crate::lib_error)
 }
 
 /// Reads a series for `trend`: each input is a snapshot file or a
@@ -97,12 +97,20 @@ pub fn read_dir_snapshots(dir: &Path) -> anyhow::Result<Vec<Snapshot>> {
     let mut snapshots = Vec::new();
     let mut skipped = Vec::new();
     for path in &json {
+        // A FIFO or a device would block or never end: only files are read.
+        // (A dangling symlink is left to the read below, which names it.)
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            bail!(
+                "{}: not a regular file, expected a leaktrace snapshot",
+                path.display()
+            );
+        }
         let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
         if let Some(kind) = other_leaktrace_kind(&text) {
             skipped.push(format!("{} ({kind})", file_name(path)));
             continue;
         }
-        snapshots.push(Snapshot::from_json(&text, path)?);
+        snapshots.push(Snapshot::from_json(&text, path).map_err(crate::lib_error)?);
     }
     if snapshots.is_empty() {
         bail!(

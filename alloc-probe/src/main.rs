@@ -42,6 +42,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// A library error as one message. `leaktrace::Error` puts the OS error in
+/// its own text ("path: No such file or directory (os error 2)") and also
+/// returns it from `source()`, so `{:#}` on the chain would say it twice.
+fn lib_error(e: leaktrace::Error) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
 /// `--help` and `--version` succeed; any other clap error is a usage error
 /// (exit 2), told on one line.
 fn clap_exit(e: clap::Error) -> ExitCode {

@@ -10,8 +10,7 @@ use std::path::Path;
 pub fn emit(text: &str, path: Option<&Path>) -> anyhow::Result<()> {
     match path {
         Some(p) if p != Path::new("-") => {
-            leaktrace::write_atomic(p, text.as_bytes())?;
-            Ok(())
+            leaktrace::write_atomic(p, text.as_bytes()).map_err(crate::lib_error)
         }
         _ => print(text),
     }

@@ -193,10 +193,14 @@ pub fn run_and_write(
     let diff = last.compare_to(first, GroupBy::Line);
     let trend = leaktrace::trend(&snapshots, GroupBy::Line);
     for (i, snap) in snapshots.iter().enumerate() {
-        snap.write_json(dir.join(snapshot_file(i, &snap.label)))?;
+        snap.write_json(dir.join(snapshot_file(i, &snap.label)))
+            .map_err(crate::lib_error)?;
     }
-    diff.write_json(dir.join(DIFF_FILE))?;
-    trend.write_json(dir.join(TREND_FILE))?;
+    diff.write_json(dir.join(DIFF_FILE))
+        .map_err(crate::lib_error)?;
+    trend
+        .write_json(dir.join(TREND_FILE))
+        .map_err(crate::lib_error)?;
 
     let mut out = String::new();
     let _ = writeln!(
@@ -230,7 +234,7 @@ pub fn run_and_write(
         last = snapshot_file(snapshots.len() - 1, &last.label),
         dir = dir.display()
     );
-    leaktrace::write_atomic(&dir.join(REPORT_FILE), out.as_bytes())?;
+    leaktrace::write_atomic(&dir.join(REPORT_FILE), out.as_bytes()).map_err(crate::lib_error)?;
     Ok(out)
 }
 
