@@ -89,15 +89,20 @@ impl Commit {
     pub fn read(root: &Path) -> Commit {
         let hash =
             output("git", &["rev-parse", "HEAD"], Some(root)).unwrap_or_else(|| "unknown".into());
-        let dirty = output(
-            "git",
-            &["status", "--porcelain", "--untracked-files=no"],
-            Some(root),
-        )
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.get(3..).map(str::to_string))
-        .collect();
+        // Not `output()`: trimming would eat the first line's leading
+        // space, and lines are `XY path`, two status letters and a space.
+        let status = Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let dirty = status
+            .lines()
+            .filter_map(|l| l.get(3..).map(str::to_string))
+            .collect();
         Commit { hash, dirty }
     }
 
