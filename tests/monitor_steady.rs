@@ -144,7 +144,7 @@ fn body() {
     let stats = monitor.stats();
     let warnings = logged(&site).len() as u64;
     eprintln!("{stats:?}; {warnings} warnings");
-    assert!(stats.ticks >= 20, "{stats:?}");
+    assert!(stats.ticks >= 12, "{stats:?}");
     assert!(
         (1..=2).contains(&warnings),
         "{warnings} warnings in {} ticks",
