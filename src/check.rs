@@ -18,6 +18,12 @@
 //!   tests running in parallel in the same binary are counted too: give a
 //!   process-wide check its own test binary (one `#[test]` per file) or run
 //!   with `--test-threads=1`.
+//!
+//! Either way, lazily created state (a thread-local, a `OnceLock`) counts
+//! when it is first created inside the check: run the code once before
+//! `begin`. So does output printed inside the check while `cargo test`
+//! captures it (the harness keeps it). Restarting tracing (`start`,
+//! `clear_traces`) during a check makes its counts meaningless.
 
 #![forbid(unsafe_code)]
 

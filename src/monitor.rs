@@ -8,9 +8,11 @@
 //! net gain that is most of what it gained is [`Verdict::Steady`]. Only the
 //! stacks judged steady are symbolized, grouped by call site (file:line),
 //! and judged again as a site; a site that is steady and grew by more than
-//! the minimum is a finding. Symbols are read only for findings and for the
-//! report, so the first symbolization of a large binary (a second or more)
-//! never delays taking and judging snapshots.
+//! the minimum is a finding. Symbols are read only for findings and their
+//! reports, never to judge: the first symbolization of a large binary (a
+//! second or more) does not delay a verdict. It is paid once, mostly ahead,
+//! by a short-lived thread started with the monitor; a tick that writes a
+//! report may still overrun its slot, which the schedule then skips.
 //!
 //! A finding writes one report into the report directory (atomically): a
 //! `leaktrace.diff.v1` diff from the window's first snapshot to the latest,
@@ -52,21 +54,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// Default time between snapshots.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
-/// Default number of snapshots kept (five minutes at the default interval).
-pub const DEFAULT_WINDOW: usize = 30;
-/// Default number of snapshots needed before growth is judged.
-pub const DEFAULT_MIN_WINDOW: usize = 10;
-/// Default growth over the window below which a steady site is not reported.
-pub const DEFAULT_MIN_GROWTH_BYTES: u64 = 1 << 20;
-/// Default factor by which a reported site must grow to be reported again.
-pub const DEFAULT_REREPORT_FACTOR: f64 = 2.0;
-/// Default RSS multiple of the baseline that triggers a warning (the guide's 1.5).
-pub const DEFAULT_RSS_GROWTH_WARNING: f64 = 1.5;
-/// Default live-task count above which the monitor warns.
-pub const DEFAULT_LIVE_TASKS_WARNING: u64 = 1000;
 
 /// Steady stacks symbolized per interval at most, largest growth first.
 const MAX_RESOLVE_PER_TICK: usize = 256;
@@ -167,7 +154,7 @@ impl MonitorBuilder {
         self.rereport_factor = if factor.is_finite() {
             factor.max(1.1)
         } else {
-            DEFAULT_REREPORT_FACTOR
+            Monitor::DEFAULT_REREPORT_FACTOR
         };
         self
     }
@@ -243,7 +230,10 @@ impl MonitorBuilder {
             interval: self.interval,
             report_dir: report_dir.clone(),
             window,
-            min_window: self.min_window.unwrap_or(DEFAULT_MIN_WINDOW).min(window),
+            min_window: self
+                .min_window
+                .unwrap_or(Monitor::DEFAULT_MIN_WINDOW)
+                .min(window),
             min_growth_bytes: self.min_growth_bytes,
             min_grew_fraction: self.min_grew_fraction,
             rereport_factor: self.rereport_factor,
@@ -392,19 +382,34 @@ impl std::fmt::Debug for Monitor {
 }
 
 impl Monitor {
+    /// Default time between snapshots.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+    /// Default number of snapshots kept (five minutes at the default interval).
+    pub const DEFAULT_WINDOW: usize = 30;
+    /// Default number of snapshots needed before growth is judged.
+    pub const DEFAULT_MIN_WINDOW: usize = 10;
+    /// Default growth over the window below which a steady site is not reported.
+    pub const DEFAULT_MIN_GROWTH_BYTES: u64 = 1 << 20;
+    /// Default factor by which a reported site must grow to be reported again.
+    pub const DEFAULT_REREPORT_FACTOR: f64 = 2.0;
+    /// Default RSS multiple of the baseline that triggers a warning (the guide's 1.5).
+    pub const DEFAULT_RSS_GROWTH_WARNING: f64 = 1.5;
+    /// Default live-task count above which the monitor warns.
+    pub const DEFAULT_LIVE_TASKS_WARNING: u64 = 1000;
+
     /// A builder with the defaults: a 10 s interval, a 30-snapshot window,
     /// reports in `$TMPDIR/leaktrace`.
     pub fn builder() -> MonitorBuilder {
         MonitorBuilder {
-            interval: DEFAULT_INTERVAL,
+            interval: Monitor::DEFAULT_INTERVAL,
             report_dir: None,
-            window: DEFAULT_WINDOW,
+            window: Monitor::DEFAULT_WINDOW,
             min_window: None,
-            min_growth_bytes: DEFAULT_MIN_GROWTH_BYTES,
+            min_growth_bytes: Monitor::DEFAULT_MIN_GROWTH_BYTES,
             min_grew_fraction: 0.5,
-            rereport_factor: DEFAULT_REREPORT_FACTOR,
-            rss_growth_warning: DEFAULT_RSS_GROWTH_WARNING,
-            live_tasks_warning: DEFAULT_LIVE_TASKS_WARNING,
+            rereport_factor: Monitor::DEFAULT_REREPORT_FACTOR,
+            rss_growth_warning: Monitor::DEFAULT_RSS_GROWTH_WARNING,
+            live_tasks_warning: Monitor::DEFAULT_LIVE_TASKS_WARNING,
             callbacks: Vec::new(),
             config: None,
             warm_symbols: true,
