@@ -1,4 +1,4 @@
-//! Leak assertions for tests: [`LeakCheck`] and [`assert_no_leaks!`].
+//! Leak assertions for tests: [`LeakCheck`] and [`assert_no_leaks!`](crate::assert_no_leaks).
 //!
 //! Two scopes:
 //!
@@ -85,7 +85,7 @@ pub struct LeakCheckBuilder {
 
 impl LeakCheckBuilder {
     /// Count only blocks allocated by the calling thread (the default for
-    /// the builder and for [`assert_no_leaks!`]).
+    /// the builder and for [`assert_no_leaks!`](crate::assert_no_leaks)).
     pub fn thread(mut self) -> Self {
         self.scope = CheckScope::Thread;
         self
