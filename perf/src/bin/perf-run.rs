@@ -287,6 +287,8 @@ struct Child {
     ok: bool,
     status: String,
     process_s: f64,
+    /// User + system CPU time of the child.
+    cpu_s: f64,
     max_rss_kib: u64,
     stdout: String,
     stderr: String,
@@ -311,6 +313,10 @@ fn wait4(pid: u32) -> std::io::Result<(libc::c_int, libc::rusage)> {
             return Err(e);
         }
     }
+}
+
+fn tv(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 * 1e-6
 }
 
 fn run_child(
@@ -386,6 +392,7 @@ fn run_child(
         ok,
         status,
         process_s,
+        cpu_s: tv(ru.ru_utime) + tv(ru.ru_stime),
         max_rss_kib: ru.ru_maxrss.max(0) as u64,
         stdout,
         stderr,
@@ -397,6 +404,7 @@ struct Run {
     round: usize,
     workload_s: f64,
     process_s: f64,
+    cpu_s: f64,
     max_rss_kib: u64,
     fields: BTreeMap<String, String>,
 }
@@ -450,6 +458,7 @@ fn measure(
         round,
         workload_s,
         process_s: child.process_s,
+        cpu_s: child.cpu_s,
         max_rss_kib: child.max_rss_kib,
         fields,
     })
@@ -462,6 +471,7 @@ struct Summary {
     min_s: f64,
     max_s: f64,
     process_s: f64,
+    cpu_s: f64,
     rss_kib: f64,
 }
 
@@ -473,6 +483,7 @@ fn summarize(cell: &Cell) -> Option<Summary> {
         min_s: w.iter().copied().fold(f64::INFINITY, f64::min),
         max_s: w.iter().copied().fold(0.0, f64::max),
         process_s: median(&cell.runs.iter().map(|r| r.process_s).collect::<Vec<_>>())?,
+        cpu_s: median(&cell.runs.iter().map(|r| r.cpu_s).collect::<Vec<_>>())?,
         rss_kib: median(
             &cell
                 .runs
@@ -706,12 +717,13 @@ fn run(opts: Opts) -> Result<(), String> {
             match measure(&bin_path(b, s.bin), s, &opts.params, round, opts.timeout) {
                 Ok(r) => {
                     eprintln!(
-                        "perf-run: [{}/{}] {}/{}: {:.3} s, {:.1} MiB ({:.0} s elapsed)",
+                        "perf-run: [{}/{}] {}/{}: {:.3} s, CPU {:.3} s, {:.1} MiB ({:.0} s elapsed)",
                         round + 1,
                         opts.runs,
                         b.name,
                         s.id,
                         r.workload_s,
+                        r.cpu_s,
                         mib(r.max_rss_kib as f64),
                         t0.elapsed().as_secs_f64()
                     );
@@ -820,16 +832,22 @@ impl Report<'_> {
 
     /// (time ratio, RSS ratio) of `cell` to its base in the same build.
     fn ratios(&self, cell: &Cell) -> (Option<f64>, Option<f64>) {
-        let Some(base) = self.specs[cell.spec]
-            .base
-            .and_then(|b| self.cell(cell.build, b))
-        else {
-            return (None, None);
-        };
-        match (summarize(cell), summarize(base)) {
-            (Some(s), Some(b)) => (Some(s.median_s / b.median_s), Some(s.rss_kib / b.rss_kib)),
-            _ => (None, None),
+        match self.summaries(cell) {
+            Some((s, b)) => (Some(s.median_s / b.median_s), Some(s.rss_kib / b.rss_kib)),
+            None => (None, None),
         }
+    }
+
+    /// The ratio of process CPU time (user + system) to the base's.
+    fn cpu_ratio(&self, cell: &Cell) -> Option<f64> {
+        self.summaries(cell).map(|(s, b)| s.cpu_s / b.cpu_s)
+    }
+
+    fn summaries(&self, cell: &Cell) -> Option<(Summary, Summary)> {
+        let base = self.specs[cell.spec]
+            .base
+            .and_then(|b| self.cell(cell.build, b))?;
+        Some((summarize(cell)?, summarize(base)?))
     }
 }
 
@@ -920,7 +938,7 @@ fn render_md(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "\nTimes are the workload's wall time measured inside each process (first thread spawned to last joined): process start-up, `leaktrace::start()` and tool tear-down (dhat writing its profile) are outside it; the process column is spawn-to-reap as the driver saw it. Peak RSS is `ru_maxrss` from `wait4`. Ratios are of medians, to System in the same build for leaktrace and dhat, and to jemalloc without profiling in the same build for jemalloc's profiler.\n"
+        "\nTimes are the workload's wall time measured inside each process (first thread spawned to last joined): process start-up, `leaktrace::start()` and tool tear-down (dhat writing its profile) are outside it; the process column is spawn-to-reap as the driver saw it, and CPU is the child's user + system time (`wait4`), less sensitive than wall time to other load on a shared machine. Verdicts are on wall-time ratios, as issue 5 states its targets. Peak RSS is `ru_maxrss` from `wait4`. Ratios are of medians, to System in the same build for leaktrace and dhat, and to jemalloc without profiling in the same build for jemalloc's profiler.\n"
     );
 
     // Targets of issue 5.
@@ -956,7 +974,8 @@ fn render_md(r: &Report) -> String {
                         t,
                         rss,
                     );
-                    let mut txt = format!("{} time", fmt_ratio(t));
+                    let mut txt =
+                        format!("{} time (CPU {})", fmt_ratio(t), fmt_ratio(r.cpu_ratio(c)));
                     if spec.target.and_then(|t| t.rss).is_some() {
                         let _ = write!(txt, ", {} RSS", fmt_ratio(rss));
                     }
@@ -974,9 +993,12 @@ fn render_md(r: &Report) -> String {
     let _ = writeln!(s, "## All configurations\n");
     let _ = writeln!(
         s,
-        "| build | configuration | runs | median (s) | min–max (s) | vs base | base | process (s) | peak RSS (MiB) | RSS vs base | reported by the run | target |"
+        "| build | configuration | runs | median (s) | min–max (s) | vs base | base | process (s) | CPU (s) | CPU vs base | peak RSS (MiB) | RSS vs base | reported by the run | target |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for c in r.cells {
         let (b, spec) = (&r.builds[c.build], &r.specs[c.spec]);
         let base_label = spec
@@ -987,7 +1009,7 @@ fn render_md(r: &Report) -> String {
             None => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | 0 | — | — | — | {} | — | — | — | failed | — |",
+                    "| {} | {} | 0 | — | — | — | {} | — | — | — | — | — | failed | — |",
                     b.name, spec.label, base_label
                 );
             }
@@ -998,7 +1020,7 @@ fn render_md(r: &Report) -> String {
                 });
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {:.3} | {:.3}–{:.3} | {} | {} | {:.3} | {:.1} | {} | {} | {} |",
+                    "| {} | {} | {} | {:.3} | {:.3}–{:.3} | {} | {} | {:.3} | {:.3} | {} | {:.1} | {} | {} | {} |",
                     b.name,
                     spec.label,
                     sm.n,
@@ -1008,6 +1030,8 @@ fn render_md(r: &Report) -> String {
                     fmt_ratio(t),
                     base_label,
                     sm.process_s,
+                    sm.cpu_s,
+                    fmt_ratio(r.cpu_ratio(c)),
                     mib(sm.rss_kib),
                     fmt_ratio(rss),
                     reported(spec, c),
@@ -1057,6 +1081,8 @@ fn render_json(r: &Report) -> serde_json::Value {
                     "min_workload_s": sm.min_s,
                     "max_workload_s": sm.max_s,
                     "median_process_s": sm.process_s,
+                    "median_cpu_s": sm.cpu_s,
+                    "cpu_ratio_to_base": r.cpu_ratio(c),
                     "median_max_rss_kib": sm.rss_kib,
                     "time_ratio_to_base": t,
                     "rss_ratio_to_base": rss,
@@ -1073,6 +1099,7 @@ fn render_json(r: &Report) -> serde_json::Value {
                     "round": run.round + 1,
                     "workload_s": run.workload_s,
                     "process_s": run.process_s,
+                    "cpu_s": run.cpu_s,
                     "max_rss_kib": run.max_rss_kib,
                     "reported": run.fields,
                 })).collect::<Vec<_>>(),
