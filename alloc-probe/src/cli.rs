@@ -74,8 +74,9 @@ pub struct DiffArgs {
     pub new: PathBuf,
     #[command(flatten)]
     pub view: View,
-    /// Exit with status 1 when a listed site grew by more than BYTES (e.g.
-    /// 1048576, 512KiB, 10MiB, 1GB), for CI
+    /// Exit with status 1 when a site (any, not only those listed; after
+    /// --include/--exclude) grew by more than BYTES (e.g. 1048576, 512KiB,
+    /// 10MiB, 1GB), for CI
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     pub fail_over: Option<u64>,
 }

@@ -58,6 +58,12 @@ pub fn short_path(path: &str) -> String {
             return rest.to_string();
         }
     }
+    // The standard library's sources, as rustc records them: `/rustc/<commit>/library/...`.
+    if let Some(rest) = path.strip_prefix("/rustc/") {
+        if let Some(j) = rest.find('/') {
+            return format!("<rustc>/{}", &rest[j + 1..]);
+        }
+    }
     for marker in ["/registry/src/", "/git/checkouts/"] {
         if let Some(i) = path.find(marker) {
             let rest = &path[i + marker.len()..];
@@ -479,6 +485,12 @@ mod tests {
             "tokio-1.54.1/src/task/spawn.rs"
         );
         assert_eq!(short_path("/elsewhere/src/a.rs"), "/elsewhere/src/a.rs");
+        assert_eq!(
+            short_path(
+                "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/future/future.rs"
+            ),
+            "<rustc>/library/core/src/future/future.rs"
+        );
         assert_eq!(
             short_function("a::b::{{closure}}::{{closure}}"),
             "a::b::{closure}"

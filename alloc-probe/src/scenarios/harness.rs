@@ -215,7 +215,7 @@ pub fn run_and_write(
     let _ = writeln!(out, "source: {}", scenario.source);
     let _ = writeln!(
         out,
-        "run:    {} steps, {} ms pause each, {:.2} s; {} snapshots\n",
+        "run:    a warm-up step, then {} steps with a {} ms pause each ({:.2} s from start to the last); {} snapshots\n",
         plan.steps,
         plan.interval.as_millis(),
         diff.elapsed_seconds,
