@@ -11,19 +11,18 @@
 //!   allocated before `begin` and reallocated (grown) by this thread after it
 //!   counts as allocated after `begin`; a check nested inside another on the
 //!   same thread hides its blocks from the outer one.
-//! - **Process** ([`LeakCheck::begin`]): every thread. It compares, per
-//!   call stack, what is live at `finish` with what was live at `begin`, and
-//!   counts the growth; a stack where blocks older than `begin` were freed
-//!   while as many new ones were kept shows no growth and is missed. Other
-//!   tests running in parallel in the same binary are counted too: give a
-//!   process-wide check its own test binary (one `#[test]` per file) or run
-//!   with `--test-threads=1`.
+//! - **Process** ([`LeakCheck::begin`]): exactly the blocks that any thread
+//!   allocates after `begin` and that are still live at `finish` (each block
+//!   recorded while the check is open carries the check's generation).
+//!   Other tests running in parallel in the same binary are counted too:
+//!   give a process-wide check its own test binary (one `#[test]` per file)
+//!   or run with `--test-threads=1`.
 //!
 //! Either way, lazily created state (a thread-local, a `OnceLock`) counts
 //! when it is first created inside the check: run the code once before
 //! `begin`. So does output printed inside the check while `cargo test`
 //! captures it (the harness keeps it). Restarting tracing (`start`,
-//! `clear_traces`) during a check makes its counts meaningless.
+//! `clear_traces`) during a check forgets what it had counted.
 
 #![forbid(unsafe_code)]
 
@@ -136,16 +135,9 @@ impl LeakCheckBuilder {
                 let (id, prev) = scope::begin();
                 State::Thread { id, prev }
             }
-            CheckScope::Process => {
-                let raw = crate::snapshot::collect();
-                State::Process {
-                    before: raw
-                        .stacks
-                        .iter()
-                        .map(|&(id, bytes, blocks)| (id, (bytes, blocks)))
-                        .collect(),
-                }
-            }
+            CheckScope::Process => State::Process {
+                generation: scope::begin_process(),
+            },
         };
         LeakCheck {
             state: Some(state),
@@ -163,7 +155,7 @@ enum State {
         prev: ScopeId,
     },
     Process {
-        before: HashMap<StackId, (u64, u64)>,
+        generation: u32,
     },
 }
 
@@ -248,18 +240,7 @@ impl LeakCheck {
     fn live_stacks(&self) -> Vec<(StackId, u64, u64)> {
         match &self.state {
             Some(State::Thread { id, .. }) => scope::live(*id),
-            Some(State::Process { before }) => {
-                let after = crate::snapshot::collect();
-                after
-                    .stacks
-                    .iter()
-                    .filter_map(|&(id, bytes, blocks)| {
-                        let (b0, n0) = before.get(&id).copied().unwrap_or((0, 0));
-                        let (db, dn) = (bytes.saturating_sub(b0), blocks.saturating_sub(n0));
-                        (db > 0 || dn > 0).then_some((id, db, dn))
-                    })
-                    .collect()
-            }
+            Some(State::Process { generation }) => scope::live_since(*generation),
             None => Vec::new(),
         }
     }
@@ -287,9 +268,11 @@ impl LeakCheck {
     }
 
     fn end(&mut self) {
-        if let Some(State::Thread { id, prev }) = self.state.take() {
-            let _ignore = Guard::with(IGNORE);
-            scope::end(id, prev);
+        let _ignore = Guard::with(IGNORE);
+        match self.state.take() {
+            Some(State::Thread { id, prev }) => scope::end(id, prev),
+            Some(State::Process { .. }) => scope::end_process(),
+            None => {}
         }
     }
 }

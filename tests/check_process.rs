@@ -55,4 +55,22 @@ fn process_scope_sees_other_threads() {
     std::thread::spawn(worker_balanced).join().unwrap();
     worker_balanced();
     check.finish().expect("balanced code passes process-wide");
+
+    // Old blocks freed while as many new ones are kept at the same line:
+    // no growth per stack, but every kept block is new, and leaks.
+    let replaced_line = marker_line(SRC, "MARK: replace");
+    let mut pool: Vec<Vec<u8>> = (0..8).map(|i| make_block(i)).collect();
+    let check = LeakCheck::begin();
+    for (i, slot) in pool.iter_mut().enumerate() {
+        *slot = make_block(i);
+    }
+    let report = check.finish().expect_err("the replaced blocks are new and kept");
+    let top = &report.sites[0];
+    assert_eq!((top.location.line, top.blocks, top.bytes), (replaced_line, 8, 8 * 512));
+    drop(pool);
+}
+
+#[inline(never)]
+fn make_block(i: usize) -> Vec<u8> {
+    vec![i as u8; 512] // MARK: replace
 }

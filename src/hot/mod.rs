@@ -136,10 +136,7 @@ fn store(addr: usize, id: sites::StackId, size: usize, sampled: bool) {
         } else {
             counters::add(size as isize - stale.unwrap_or(0) as isize);
         }
-        let scope = scope::current();
-        if scope != 0 {
-            scope::tag(addr, scope, id, size);
-        }
+        scope::tag_if_open(addr, id, size);
     } else {
         UNTRACKED.fetch_add(1, Relaxed);
     }
@@ -298,6 +295,7 @@ fn realloc_put(m: Moving, addr: usize, old_size: usize, new_addr: usize, new_siz
 /// starts again from zero.
 pub(crate) fn clear() {
     let bytes = BLOCKS.clear();
+    scope::clear();
     for f in FILTER.iter() {
         f.store(0, Relaxed);
     }
