@@ -180,13 +180,9 @@ pub enum Format {
 /// powers of 1024, KB/MB/GB powers of 1000.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a byte count (e.g. 1048576, 512KiB, 10MiB)"))?;
+    let value: f64 = num.parse().map_err(|_| format!("{s:?} is not a byte count (e.g. 1048576, 512KiB, 10MiB)"))?;
     let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
@@ -195,11 +191,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "kb" => 1e3,
         "mb" => 1e6,
         "gb" => 1e9,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?} (B, KiB, MiB, GiB, KB, MB, GB)"
-            ))
-        }
+        other => return Err(format!("unknown unit {other:?} in {s:?} (B, KiB, MiB, GiB, KB, MB, GB)")),
     };
     let bytes = value * scale;
     if !bytes.is_finite() || bytes > u64::MAX as f64 {
@@ -209,10 +201,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 }
 
 fn parse_seconds(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
     if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
         return Err(format!("{s:?}: expected seconds above 0 and at most 86400"));
     }

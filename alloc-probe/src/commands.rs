@@ -47,9 +47,7 @@ fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let view = &args.view;
     let filters = input::filters(&view.include, &view.exclude);
     let group_by: GroupBy = view.group_by.into();
-    let mut diff = new
-        .filter_traces(&filters)
-        .compare_to(&old.filter_traces(&filters), group_by);
+    let mut diff = new.filter_traces(&filters).compare_to(&old.filter_traces(&filters), group_by);
     let n = top(view);
     let text = match view.format {
         Format::Table => render::diff_table(&diff, n),
@@ -62,14 +60,8 @@ fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     output::emit(&text, view.output.as_deref())?;
     if let Some(limit) = args.fail_over {
         // Every site counts, not only the ones listed.
-        let full = new
-            .filter_traces(&filters)
-            .compare_to(&old.filter_traces(&filters), group_by);
-        let over: Vec<_> = full
-            .sites
-            .iter()
-            .filter(|s| s.size_diff > 0 && s.size_diff as u64 > limit)
-            .collect();
+        let full = new.filter_traces(&filters).compare_to(&old.filter_traces(&filters), group_by);
+        let over: Vec<_> = full.sites.iter().filter(|s| s.size_diff > 0 && s.size_diff as u64 > limit).collect();
         if let Some(first) = over.first() {
             eprintln!(
                 "alloc-probe: fail-over: {} site(s) grew by more than {} ({limit} bytes); #1 {} grew by {} ({} bytes)",
@@ -145,26 +137,15 @@ fn trend(args: TrendArgs) -> anyhow::Result<ExitCode> {
     let snapshots = input::read_series(&args.inputs)?;
     let view = &args.view;
     let filters = input::filters(&view.include, &view.exclude);
-    let snapshots: Vec<Snapshot> = if filters.is_empty() {
-        snapshots
-    } else {
-        snapshots
-            .iter()
-            .map(|s| s.filter_traces(&filters))
-            .collect()
-    };
+    let snapshots: Vec<Snapshot> =
+        if filters.is_empty() { snapshots } else { snapshots.iter().map(|s| s.filter_traces(&filters)).collect() };
     let mut trend = leaktrace::trend(&snapshots, view.group_by.into());
     let over: Vec<(i128, String)> = match args.fail_over {
         Some(limit) => trend
             .sites
             .iter()
             .filter(|s| s.verdict == Verdict::Steady)
-            .map(|s| {
-                (
-                    s.size_last as i128 - s.size_first as i128,
-                    render::site(&s.location),
-                )
-            })
+            .map(|s| (s.size_last as i128 - s.size_first as i128, render::site(&s.location)))
             .filter(|(grew, _)| *grew > limit as i128)
             .collect(),
         None => Vec::new(),
@@ -200,22 +181,12 @@ fn scenario(args: ScenarioArgs) -> anyhow::Result<ExitCode> {
         return run_all(&args, &plan);
     }
     // clap requires NAME unless --list or --all, and checks it is one of ours.
-    let name = args
-        .name
-        .as_deref()
-        .context("a scenario NAME is required (see --list)")?;
+    let name = args.name.as_deref().context("a scenario NAME is required (see --list)")?;
     let Some(scenario) = scenarios::find(name) else {
         bail!("unknown scenario {name:?} (see --list)");
     };
-    let variant = if args.fixed {
-        scenarios::Variant::Fixed
-    } else {
-        scenarios::Variant::Leaky
-    };
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| default_dir(Path::new("reports/scenarios"), scenario.name, variant));
+    let variant = if args.fixed { scenarios::Variant::Fixed } else { scenarios::Variant::Leaky };
+    let dir = args.out.clone().unwrap_or_else(|| default_dir(Path::new("reports/scenarios"), scenario.name, variant));
     let report = scenarios::run_and_write(scenario, variant, &plan, &dir, args.top)?;
     output::print(&report)?;
     Ok(ExitCode::SUCCESS)
@@ -232,10 +203,7 @@ fn default_dir(root: &Path, name: &str, variant: scenarios::Variant) -> PathBuf 
 /// of this binary, so each run starts with fresh tracer tables, statics and
 /// runtime.
 fn run_all(args: &ScenarioArgs, plan: &scenarios::Plan) -> anyhow::Result<ExitCode> {
-    let root = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("reports/scenarios"));
+    let root = args.out.clone().unwrap_or_else(|| PathBuf::from("reports/scenarios"));
     let exe = std::env::current_exe().context("finding this program's path")?;
     for s in scenarios::ALL {
         for variant in [scenarios::Variant::Leaky, scenarios::Variant::Fixed] {
@@ -243,22 +211,14 @@ fn run_all(args: &ScenarioArgs, plan: &scenarios::Plan) -> anyhow::Result<ExitCo
             let mut cmd = std::process::Command::new(&exe);
             cmd.arg("scenario").arg(s.name).arg("--out").arg(&dir);
             cmd.arg("--steps").arg(plan.steps.to_string());
-            cmd.arg("--interval-ms")
-                .arg(plan.interval.as_millis().to_string());
+            cmd.arg("--interval-ms").arg(plan.interval.as_millis().to_string());
             cmd.arg("--top").arg(args.top.to_string());
             if variant == scenarios::Variant::Fixed {
                 cmd.arg("--fixed");
             }
-            let status = cmd
-                .status()
-                .with_context(|| format!("{}: running scenario {}", exe.display(), s.name))?;
+            let status = cmd.status().with_context(|| format!("{}: running scenario {}", exe.display(), s.name))?;
             if !status.success() {
-                bail!(
-                    "{}: scenario {} ({}) failed with {status}",
-                    dir.display(),
-                    s.name,
-                    variant.as_str()
-                );
+                bail!("{}: scenario {} ({}) failed with {status}", dir.display(), s.name, variant.as_str());
             }
             output::print("\n")?;
         }

@@ -12,10 +12,7 @@ use std::path::{Path, PathBuf};
 /// Reads one snapshot file.
 pub fn read_snapshot(path: &Path) -> anyhow::Result<Snapshot> {
     if path.is_dir() {
-        bail!(
-            "{}: is a directory, expected a snapshot file (leaktrace.snapshot.v1)",
-            path.display()
-        );
+        bail!("{}: is a directory, expected a snapshot file (leaktrace.snapshot.v1)", path.display());
     }
     Snapshot::read_json(path).map_err(crate::lib_error)
 }
@@ -37,11 +34,7 @@ pub fn read_series(inputs: &[PathBuf]) -> anyhow::Result<Vec<Snapshot>> {
             [one] => format!("{}: one snapshot", one.display()),
             _ => format!(
                 "{}: one snapshot",
-                inputs
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
         };
         bail!("{what}; a trend needs two or more (give several files or a directory)");
@@ -84,15 +77,9 @@ pub fn read_dir_snapshots(dir: &Path) -> anyhow::Result<Vec<Snapshot>> {
     json.sort();
     if json.is_empty() {
         if others == 0 {
-            bail!(
-                "{}: empty directory, expected leaktrace snapshots (*.json)",
-                dir.display()
-            );
+            bail!("{}: empty directory, expected leaktrace snapshots (*.json)", dir.display());
         }
-        bail!(
-            "{}: no *.json files among its {others} entries, expected leaktrace snapshots",
-            dir.display()
-        );
+        bail!("{}: no *.json files among its {others} entries, expected leaktrace snapshots", dir.display());
     }
     let mut snapshots = Vec::new();
     let mut skipped = Vec::new();
@@ -100,10 +87,7 @@ pub fn read_dir_snapshots(dir: &Path) -> anyhow::Result<Vec<Snapshot>> {
         // A FIFO or a device would block or never end: only files are read.
         // (A dangling symlink is left to the read below, which names it.)
         if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-            bail!(
-                "{}: not a regular file, expected a leaktrace snapshot",
-                path.display()
-            );
+            bail!("{}: not a regular file, expected a leaktrace snapshot", path.display());
         }
         let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
         if let Some(kind) = other_leaktrace_kind(&text) {
@@ -113,12 +97,7 @@ pub fn read_dir_snapshots(dir: &Path) -> anyhow::Result<Vec<Snapshot>> {
         snapshots.push(Snapshot::from_json(&text, path).map_err(crate::lib_error)?);
     }
     if snapshots.is_empty() {
-        bail!(
-            "{}: no snapshots among its {} JSON files (skipped {})",
-            dir.display(),
-            json.len(),
-            skipped.join(", ")
-        );
+        bail!("{}: no snapshots among its {} JSON files (skipped {})", dir.display(), json.len(), skipped.join(", "));
     }
     Ok(snapshots)
 }
@@ -134,10 +113,7 @@ fn other_leaktrace_kind(text: &str) -> Option<String> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// The library filters for `--include`/`--exclude`: each pattern is
@@ -171,11 +147,7 @@ mod tests {
     use leaktrace::Frame;
 
     fn frame(file: &str, function: &str) -> Frame {
-        Frame {
-            function: function.into(),
-            file: file.into(),
-            line: 1,
-        }
+        Frame { function: function.into(), file: file.into(), line: 1 }
     }
 
     #[test]
@@ -193,31 +165,16 @@ mod tests {
         assert!(pass(&["app::pool::*"], &[], &pool));
         assert!(!pass(&["src/pool.rs"], &["get"], &pool));
         assert!(pass(&["cache", "pool"], &[], &pool));
-        assert!(
-            !pass(&["/src/*.rs"], &[], &pool),
-            "a glob matches the whole path"
-        );
+        assert!(!pass(&["/src/*.rs"], &[], &pool), "a glob matches the whole path");
         assert!(pass(&["*/src/*.rs"], &[], &pool));
     }
 
     #[test]
     fn other_kinds_are_recognized() {
-        assert_eq!(
-            other_leaktrace_kind(r#"{"format":"leaktrace.diff.v1"}"#).as_deref(),
-            Some("leaktrace.diff.v1")
-        );
-        assert_eq!(
-            other_leaktrace_kind(r#"{"format":"leaktrace.trend.v7"}"#).as_deref(),
-            Some("leaktrace.trend.v7")
-        );
-        assert_eq!(
-            other_leaktrace_kind(r#"{"format":"leaktrace.snapshot.v1"}"#),
-            None
-        );
-        assert_eq!(
-            other_leaktrace_kind(r#"{"format":"leaktrace.snapshot.v2"}"#),
-            None
-        );
+        assert_eq!(other_leaktrace_kind(r#"{"format":"leaktrace.diff.v1"}"#).as_deref(), Some("leaktrace.diff.v1"));
+        assert_eq!(other_leaktrace_kind(r#"{"format":"leaktrace.trend.v7"}"#).as_deref(), Some("leaktrace.trend.v7"));
+        assert_eq!(other_leaktrace_kind(r#"{"format":"leaktrace.snapshot.v1"}"#), None);
+        assert_eq!(other_leaktrace_kind(r#"{"format":"leaktrace.snapshot.v2"}"#), None);
         assert_eq!(other_leaktrace_kind(r#"{"format":"pprof"}"#), None);
         assert_eq!(other_leaktrace_kind("{\"format\":"), None);
         assert_eq!(other_leaktrace_kind("[]"), None);

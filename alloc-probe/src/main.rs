@@ -93,9 +93,5 @@ fn clap_one_line(rendered: &str) -> String {
 /// Error chains are joined with ": "; a message that spans lines (none of
 /// ours, but a foreign one might) is folded so stderr gets exactly one line.
 fn one_line(s: &str) -> String {
-    s.split(['\n', '\r'])
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    s.split(['\n', '\r']).map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }

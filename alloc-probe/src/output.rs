@@ -9,9 +9,7 @@ use std::path::Path;
 /// or `-`.
 pub fn emit(text: &str, path: Option<&Path>) -> anyhow::Result<()> {
     match path {
-        Some(p) if p != Path::new("-") => {
-            leaktrace::write_atomic(p, text.as_bytes()).map_err(crate::lib_error)
-        }
+        Some(p) if p != Path::new("-") => leaktrace::write_atomic(p, text.as_bytes()).map_err(crate::lib_error),
         _ => print(text),
     }
 }
@@ -27,9 +25,6 @@ pub fn print(text: &str) -> anyhow::Result<()> {
 
 /// Whether `err` comes from writing to a closed pipe.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    err.chain()
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
 }

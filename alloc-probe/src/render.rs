@@ -94,9 +94,7 @@ pub fn site(f: &Frame) -> String {
 /// A function name without the closure noise of async code
 /// (`a::b::{{closure}}::{{closure}}` reads `a::b::{closure}`).
 fn short_function(f: &str) -> String {
-    let mut s = f
-        .replace("{{closure}}", "{closure}")
-        .replace("{{constant}}", "{constant}");
+    let mut s = f.replace("{{closure}}", "{closure}").replace("{{constant}}", "{constant}");
     while s.contains("::{closure}::{closure}") {
         s = s.replace("::{closure}::{closure}", "::{closure}");
     }
@@ -112,21 +110,13 @@ pub fn sparkline(values: &[u64], width: usize) -> String {
     let picked: Vec<u64> = if values.len() <= width {
         values.to_vec()
     } else {
-        (0..width)
-            .map(|i| values[i * (values.len() - 1) / (width - 1).max(1)])
-            .collect()
+        (0..width).map(|i| values[i * (values.len() - 1) / (width - 1).max(1)]).collect()
     };
     let lo = *picked.iter().min().unwrap_or(&0);
     let hi = *picked.iter().max().unwrap_or(&0);
     picked
         .iter()
-        .map(|&v| {
-            if hi == lo {
-                BARS[0]
-            } else {
-                BARS[(((v - lo) as f64 / (hi - lo) as f64) * 7.0).round() as usize]
-            }
-        })
+        .map(|&v| if hi == lo { BARS[0] } else { BARS[(((v - lo) as f64 / (hi - lo) as f64) * 7.0).round() as usize] })
         .collect()
 }
 
@@ -146,11 +136,7 @@ struct Table {
 
 impl Table {
     fn new(columns: &[(&'static str, Align)]) -> Table {
-        Table {
-            columns: columns.to_vec(),
-            rows: Vec::new(),
-            notes: Vec::new(),
-        }
+        Table { columns: columns.to_vec(), rows: Vec::new(), notes: Vec::new() }
     }
 
     fn row(&mut self, cells: Vec<String>, notes: Vec<String>) {
@@ -162,12 +148,7 @@ impl Table {
         let widths: Vec<usize> = (0..self.columns.len())
             .map(|c| {
                 let header = self.columns[c].0.chars().count();
-                self.rows
-                    .iter()
-                    .map(|r| r[c].chars().count())
-                    .max()
-                    .unwrap_or(0)
-                    .max(header)
+                self.rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0).max(header)
             })
             .collect();
         let line = |cells: Vec<&str>, out: &mut String| {
@@ -209,11 +190,7 @@ fn traceback_notes(traceback: &[Frame], with: bool) -> Vec<String> {
     if !with {
         return Vec::new();
     }
-    traceback
-        .iter()
-        .skip(1)
-        .map(|f| format!("at {}", site(f)))
-        .collect()
+    traceback.iter().skip(1).map(|f| format!("at {}", site(f))).collect()
 }
 
 /// A diff as tracemalloc's `compare_to` listing, one row per site.
@@ -260,27 +237,18 @@ pub fn diff_table(diff: &SnapshotDiff, top: usize) -> String {
         );
     }
     if diff.sites.is_empty() {
-        out.push_str("(no sites)\n");
+        out.push_str("(no live sites)\n");
     } else {
         t.render(&mut out);
         more(&mut out, diff.sites.len(), top);
     }
-    let tasks: Vec<_> = diff
-        .tasks
-        .iter()
-        .filter(|t| t.live_diff != 0 || t.live > 0)
-        .collect();
+    let tasks: Vec<_> = diff.tasks.iter().filter(|t| t.live_diff != 0 || t.live > 0).collect();
     if !tasks.is_empty() {
         out.push_str("\nlive tasks by spawn site:\n");
         let mut t = Table::new(&[("live", R), ("live_diff", R), ("spawned", R), ("site", L)]);
         for task in tasks.iter().take(top) {
             t.row(
-                vec![
-                    task.live.to_string(),
-                    signed(task.live_diff),
-                    task.spawned.to_string(),
-                    site(&task.location),
-                ],
+                vec![task.live.to_string(), signed(task.live_diff), task.spawned.to_string(), site(&task.location)],
                 Vec::new(),
             );
         }
@@ -296,12 +264,7 @@ fn more(out: &mut String, total: usize, shown: usize) {
 }
 
 /// A snapshot's statistics, largest first.
-pub fn show_table(
-    snap: &Snapshot,
-    stats: &[Statistic],
-    group_by: leaktrace::GroupBy,
-    top: usize,
-) -> String {
+pub fn show_table(snap: &Snapshot, stats: &[Statistic], group_by: leaktrace::GroupBy, top: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -324,27 +287,11 @@ pub fn show_table(
     }
     let _ = writeln!(out, "{line}");
     let total: u64 = stats.iter().map(|s| s.size).sum();
-    let _ = writeln!(
-        out,
-        "grouped by {}: {} sites\n",
-        group_by.as_str(),
-        stats.len()
-    );
+    let _ = writeln!(out, "grouped by {}: {} sites\n", group_by.as_str(), stats.len());
     let with_tb = group_by == leaktrace::GroupBy::Traceback;
-    let mut table = Table::new(&[
-        ("rank", R),
-        ("size", R),
-        ("share", R),
-        ("count", R),
-        ("average", R),
-        ("site", L),
-    ]);
+    let mut table = Table::new(&[("rank", R), ("size", R), ("share", R), ("count", R), ("average", R), ("site", L)]);
     for (i, s) in stats.iter().take(top).enumerate() {
-        let share = if total == 0 {
-            0.0
-        } else {
-            s.size as f64 * 100.0 / total as f64
-        };
+        let share = if total == 0 { 0.0 } else { s.size as f64 * 100.0 / total as f64 };
         let avg = s.size.checked_div(s.count).unwrap_or(0);
         table.row(
             vec![
@@ -359,7 +306,7 @@ pub fn show_table(
         );
     }
     if stats.is_empty() {
-        out.push_str("(no sites)\n");
+        out.push_str("(no live sites)\n");
     } else {
         table.render(&mut out);
         more(&mut out, stats.len(), top);
@@ -369,14 +316,7 @@ pub fn show_table(
         out.push_str("\nlive tasks by spawn site:\n");
         let mut t = Table::new(&[("live", R), ("spawned", R), ("site", L)]);
         for task in tasks.iter().take(top) {
-            t.row(
-                vec![
-                    task.live.to_string(),
-                    task.spawned.to_string(),
-                    site(&task.location),
-                ],
-                Vec::new(),
-            );
+            t.row(vec![task.live.to_string(), task.spawned.to_string(), site(&task.location)], Vec::new());
         }
         t.render(&mut out);
     }
@@ -418,13 +358,10 @@ pub fn trend_table(trend: &Trend, top: usize) -> String {
         ("site", L),
     ]);
     for s in trend.sites.iter().take(top) {
-        t.row(
-            trend_row(s, intervals),
-            traceback_notes(&s.traceback, with_tb),
-        );
+        t.row(trend_row(s, intervals), traceback_notes(&s.traceback, with_tb));
     }
     if trend.sites.is_empty() {
-        out.push_str("(no sites)\n");
+        out.push_str("(no live sites)\n");
     } else {
         t.render(&mut out);
         more(&mut out, trend.sites.len(), top);
@@ -471,10 +408,7 @@ mod tests {
     fn sparklines() {
         assert_eq!(sparkline(&[0, 1, 2, 3, 4, 5, 6, 7], 16), "▁▂▃▄▅▆▇█");
         assert_eq!(sparkline(&[5, 5, 5], 16), "▁▁▁");
-        assert_eq!(
-            sparkline(&(0..100).collect::<Vec<_>>(), 8).chars().count(),
-            8
-        );
+        assert_eq!(sparkline(&(0..100).collect::<Vec<_>>(), 8).chars().count(), 8);
         assert_eq!(sparkline(&[], 8), "");
     }
 
@@ -486,20 +420,11 @@ mod tests {
         );
         assert_eq!(short_path("/elsewhere/src/a.rs"), "/elsewhere/src/a.rs");
         assert_eq!(
-            short_path(
-                "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/future/future.rs"
-            ),
+            short_path("/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/future/future.rs"),
             "<rustc>/library/core/src/future/future.rs"
         );
-        assert_eq!(
-            short_function("a::b::{{closure}}::{{closure}}"),
-            "a::b::{closure}"
-        );
-        let f = Frame {
-            function: String::new(),
-            file: "/x/y.rs".into(),
-            line: 0,
-        };
+        assert_eq!(short_function("a::b::{{closure}}::{{closure}}"), "a::b::{closure}");
+        let f = Frame { function: String::new(), file: "/x/y.rs".into(), line: 0 };
         assert_eq!(site(&f), "/x/y.rs");
     }
 }

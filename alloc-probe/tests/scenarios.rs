@@ -32,20 +32,8 @@ fn read(path: &Path) -> Value {
 }
 
 /// Runs `scenario NAME` into `out` and checks the files it wrote.
-fn run(
-    name: &str,
-    fixed: bool,
-    (seconds, steps): (&str, usize),
-    out: &Path,
-) -> (Value, Value, String) {
-    let mut args = vec![
-        "scenario",
-        name,
-        "--seconds",
-        seconds,
-        "--interval-ms",
-        INTERVAL_MS,
-    ];
+fn run(name: &str, fixed: bool, (seconds, steps): (&str, usize), out: &Path) -> (Value, Value, String) {
+    let mut args = vec!["scenario", name, "--seconds", seconds, "--interval-ms", INTERVAL_MS];
     if fixed {
         args.push("--fixed");
     }
@@ -58,11 +46,7 @@ fn run(
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("snapshot-") && n.ends_with(".json"))
         .collect();
-    assert_eq!(
-        snapshots.len(),
-        steps + 1,
-        "start + one per step: {snapshots:?}"
-    );
+    assert_eq!(snapshots.len(), steps + 1, "start + one per step: {snapshots:?}");
     let diff = read(&out.join("diff.json"));
     let trend = read(&out.join("trend.json"));
     assert_eq!(diff["format"], "leaktrace.diff.v1");
@@ -84,60 +68,35 @@ fn leaky(name: &str) {
         let out = tmp.path().join(sub);
         let (diff, trend, stdout) = run(name, false, len, &out);
         let top = &diff["sites"][0];
-        assert!(
-            is_site(&top["location"], &file, line),
-            "diff #1 is {file}:{line}, got {top:#}"
-        );
+        assert!(is_site(&top["location"], &file, line), "diff #1 is {file}:{line}, got {top:#}");
         assert_eq!(top["rank"], 1);
         let size_diff = top["size_diff"].as_i64().unwrap();
         assert!(size_diff > 0, "{top:#}");
         let t = &trend["sites"][0];
-        assert!(
-            is_site(&t["location"], &file, line),
-            "trend #1 is {file}:{line}, got {t:#}"
-        );
+        assert!(is_site(&t["location"], &file, line), "trend #1 is {file}:{line}, got {t:#}");
         assert_eq!(t["verdict"], "steady", "{t:#}");
         assert!(t["slope_bytes_per_sec"].as_f64().unwrap() > 0.0);
-        assert!(
-            stdout.contains("result: LEAK") && stdout.contains(&format!("// {marker}")),
-            "{stdout}"
-        );
+        assert!(stdout.contains("result: LEAK") && stdout.contains(&format!("// {marker}")), "{stdout}");
         // `trend DIR` on the run's directory (diff.json and trend.json
         // skipped) agrees with the trend the run wrote.
         let again = probe(["trend", &arg(&out), "--format", "json", "--top", "1"]).json();
-        assert!(
-            is_site(&again["sites"][0]["location"], &file, line),
-            "{again:#}"
-        );
+        assert!(is_site(&again["sites"][0]["location"], &file, line), "{again:#}");
         assert_eq!(again["sites"][0]["verdict"], "steady");
         grew.push(size_diff);
     }
     // Twice the steps, about twice the leak (connection_cycle's grows faster still).
-    assert!(
-        grew[1] as f64 >= 1.6 * grew[0] as f64,
-        "{name}: size_diff {grew:?} should grow with the run"
-    );
-    assert!(
-        grew[1] > 20 * FIXED_BOUND,
-        "{name}: the leak ({}) dwarfs the fixed bound",
-        grew[1]
-    );
+    assert!(grew[1] as f64 >= 1.6 * grew[0] as f64, "{name}: size_diff {grew:?} should grow with the run");
+    assert!(grew[1] > 20 * FIXED_BOUND, "{name}: the leak ({}) dwarfs the fixed bound", grew[1]);
 }
 
 fn fixed(name: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let (diff, trend, stdout) = run(name, true, LONG, &tmp.path().join("fixed"));
     for s in diff["sites"].as_array().unwrap() {
-        assert!(
-            s["size_diff"].as_i64().unwrap() <= FIXED_BOUND,
-            "{name} --fixed: a site grew past the bound: {s:#}"
-        );
+        assert!(s["size_diff"].as_i64().unwrap() <= FIXED_BOUND, "{name} --fixed: a site grew past the bound: {s:#}");
     }
     for s in trend["sites"].as_array().unwrap() {
-        assert_ne!(
-            s["verdict"], "steady",
-            "{name} --fixed: a steady site: {s:#}"
-        );
+        assert_ne!(s["verdict"], "steady", "{name} --fixed: a steady site: {s:#}");
     }
     assert!(stdout.contains("result: no steady growth"), "{stdout}");
 }

@@ -33,17 +33,9 @@ fn the_diff_ranks_the_load_first_the_trend_ranks_the_leak_first() {
     // The series, given as a directory whose file names run backwards in time.
     let trend = probe(["trend", &arg(tmp.path()), "--format", "json"]).json();
     assert_eq!(trend["format"], "leaktrace.trend.v1");
-    let labels: Vec<&str> = trend["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["label"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        labels,
-        ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"],
-        "ordered by taken_at"
-    );
+    let labels: Vec<&str> =
+        trend["snapshots"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"], "ordered by taken_at");
     let top = &trend["sites"][0];
     assert_eq!(top["rank"], 1);
     assert_eq!(top["location"]["file"], LEAK.file);
@@ -66,14 +58,7 @@ fn the_diff_ranks_the_load_first_the_trend_ranks_the_leak_first() {
     assert_eq!(site(&trend, &SHRINK)["verdict"], "shrinking");
     for (i, s) in trend["sites"].as_array().unwrap().iter().enumerate() {
         assert_eq!(s["rank"], i + 1);
-        for key in [
-            "location",
-            "size_first",
-            "size_last",
-            "slope_bytes_per_sec",
-            "grew_fraction",
-            "verdict",
-        ] {
+        for key in ["location", "size_first", "size_last", "slope_bytes_per_sec", "grew_fraction", "verdict"] {
             assert!(!s[key].is_null(), "site {i} lacks {key}");
         }
     }
@@ -86,18 +71,9 @@ fn the_diff_ranks_the_load_first_the_trend_ranks_the_leak_first() {
     args.extend(shuffled);
     let run = probe(&args);
     let table = run.ok();
-    let rows: Vec<&str> = table
-        .lines()
-        .filter(|l| l.trim_start().starts_with('#'))
-        .collect();
-    assert!(
-        rows[0].contains("steady") && rows[0].contains("sessions.rs:42"),
-        "{table}"
-    );
-    assert!(
-        rows[1].contains("step") && rows[1].contains("config.rs:7"),
-        "{table}"
-    );
+    let rows: Vec<&str> = table.lines().filter(|l| l.trim_start().starts_with('#')).collect();
+    assert!(rows[0].contains("steady") && rows[0].contains("sessions.rs:42"), "{table}");
+    assert!(rows[1].contains("step") && rows[1].contains("config.rs:7"), "{table}");
     assert!(table.contains("+10.0 KiB/s"), "slope in units: {table}");
     assert!(table.contains("7/7"), "intervals grown: {table}");
     assert!(table.contains("\"s0\" -> \"s7\""), "{table}");
@@ -109,40 +85,13 @@ fn a_directory_skips_other_leaktrace_files_and_fail_over_counts_steady_growth_on
     let paths = write_series(tmp.path());
     // A diff and a trend written next to the snapshots, as `scenario` does.
     let diff_path = tmp.path().join("diff.json");
-    probe([
-        "diff",
-        &arg(&paths[0]),
-        &arg(&paths[7]),
-        "--format",
-        "json",
-        "-o",
-        &arg(&diff_path),
-    ])
-    .ok();
+    probe(["diff", &arg(&paths[0]), &arg(&paths[7]), "--format", "json", "-o", &arg(&diff_path)]).ok();
     let trend_path = tmp.path().join("trend.json");
-    probe([
-        "trend",
-        &arg(tmp.path()),
-        "--format",
-        "json",
-        "-o",
-        &arg(&trend_path),
-    ])
-    .ok();
+    probe(["trend", &arg(tmp.path()), "--format", "json", "-o", &arg(&trend_path)]).ok();
     let show_path = tmp.path().join("show.json");
-    probe([
-        "show",
-        &arg(&paths[7]),
-        "--format",
-        "json",
-        "-o",
-        &arg(&show_path),
-    ])
-    .ok();
+    probe(["show", &arg(&paths[7]), "--format", "json", "-o", &arg(&show_path)]).ok();
     std::fs::write(tmp.path().join("README.txt"), "not json, not looked at").unwrap();
-    assert!(std::fs::read_to_string(&diff_path)
-        .unwrap()
-        .contains("leaktrace.diff.v1"));
+    assert!(std::fs::read_to_string(&diff_path).unwrap().contains("leaktrace.diff.v1"));
 
     let trend = probe(["trend", &arg(tmp.path()), "--format", "json"]).json();
     assert_eq!(trend["snapshots"].as_array().unwrap().len(), 8);
@@ -153,64 +102,26 @@ fn a_directory_skips_other_leaktrace_files_and_fail_over_counts_steady_growth_on
     assert_eq!(top2["sites"].as_array().unwrap().len(), 2);
 
     // --include / --exclude on file or function, glob or substring.
-    let only = probe([
-        "trend",
-        &arg(tmp.path()),
-        "--format",
-        "json",
-        "--include",
-        "app::config::*",
-    ])
-    .json();
+    let only = probe(["trend", &arg(tmp.path()), "--format", "json", "--include", "app::config::*"]).json();
     assert_eq!(only["sites"].as_array().unwrap().len(), 1);
     assert_eq!(only["sites"][0]["location"]["file"], LOAD.file);
-    let without = probe([
-        "trend",
-        &arg(tmp.path()),
-        "-f",
-        "json",
-        "--exclude",
-        "sessions.rs",
-    ])
-    .json();
-    assert!(without["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|s| s["location"]["file"] != LEAK.file));
+    let without = probe(["trend", &arg(tmp.path()), "-f", "json", "--exclude", "sessions.rs"]).json();
+    assert!(without["sites"].as_array().unwrap().iter().all(|s| s["location"]["file"] != LEAK.file));
 
     // The leak grew 700 KiB steadily: over 500 KiB trips, 1 MiB does not,
     // though the load grew 10 MiB (a step, not a leak).
     let trip = probe(["trend", &arg(tmp.path()), "--fail-over", "500KiB"]);
     assert_eq!(trip.code, 1, "{trip:#?}");
-    assert!(
-        trip.stderr.contains("fail-over") && trip.stderr.contains("sessions.rs:42"),
-        "{trip:#?}"
-    );
+    assert!(trip.stderr.contains("fail-over") && trip.stderr.contains("sessions.rs:42"), "{trip:#?}");
     assert_eq!(trip.stderr.lines().count(), 1);
-    assert!(
-        trip.stdout.contains("steady"),
-        "the report is still printed"
-    );
+    assert!(trip.stdout.contains("steady"), "the report is still printed");
     let pass = probe(["trend", &arg(tmp.path()), "--fail-over", "1MiB"]);
     assert_eq!(pass.code, 0, "{pass:#?}");
 
     // diff --fail-over counts any growth: the load's 10 MiB trips it.
-    let d = probe([
-        "diff",
-        &arg(&paths[0]),
-        &arg(&paths[7]),
-        "--fail-over",
-        "1MiB",
-    ]);
+    let d = probe(["diff", &arg(&paths[0]), &arg(&paths[7]), "--fail-over", "1MiB"]);
     assert_eq!(d.code, 1, "{d:#?}");
     assert!(d.stderr.contains("config.rs:7"), "{d:#?}");
-    let d = probe([
-        "diff",
-        &arg(&paths[0]),
-        &arg(&paths[7]),
-        "--fail-over",
-        "11MiB",
-    ]);
+    let d = probe(["diff", &arg(&paths[0]), &arg(&paths[7]), "--fail-over", "11MiB"]);
     assert_eq!(d.code, 0, "{d:#?}");
 }

@@ -68,10 +68,7 @@ async fn leaky(steps: &mut Steps) {
         for i in 0..TASKS_PER_REQUEST {
             let data = vec![(request as usize + i) as u8; DATA_BYTES]; // LEAK: background_tasks
                                                                        // The handle is dropped at once: the task is detached, not cancelled.
-            drop(leaktrace::tokio::spawn(background_task(
-                data,
-                steps.clock(),
-            )));
+            drop(leaktrace::tokio::spawn(background_task(data, steps.clock())));
         }
         // The request is over here; its tasks run on.
     }

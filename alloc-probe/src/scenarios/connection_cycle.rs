@@ -31,8 +31,7 @@ use tokio::task::AbortHandle;
 pub const SCENARIO: Scenario = Scenario {
     name: "connection_cycle",
     title: "a self-rescheduling callback holding a strong reference to its owner (an Arc cycle)",
-    guide:
-        "LeakyConnection (pattern 2): self.handler = lambda: self.process_data(), close() forgotten",
+    guide: "LeakyConnection (pattern 2): self.handler = lambda: self.process_data(), close() forgotten",
     fix: "the scheduled work holds a Weak; close() cancels the pending work; the buffer is bounded",
     source: file!(),
     text: include_str!("connection_cycle.rs"),
@@ -64,11 +63,7 @@ pub struct LeakyConnection {
 
 impl LeakyConnection {
     pub fn open(clock: Clock) -> Arc<LeakyConnection> {
-        let conn = Arc::new(LeakyConnection {
-            data_buffer: Mutex::new(Vec::new()),
-            handler: Mutex::new(None),
-            clock,
-        });
+        let conn = Arc::new(LeakyConnection { data_buffer: Mutex::new(Vec::new()), handler: Mutex::new(None), clock });
         // The cycle: the connection owns the handler, the handler owns the connection.
         let this = Arc::clone(&conn);
         let handler: Handler = Arc::new(move || this.process_data());

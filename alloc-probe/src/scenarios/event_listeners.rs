@@ -70,22 +70,11 @@ impl Remover {
 
 impl EventEmitter {
     /// Registers `callback` for `event`; the returned remover unregisters it.
-    pub fn on(
-        self: &Arc<Self>,
-        event: &'static str,
-        callback: impl Fn(&[u8]) + Send + Sync + 'static,
-    ) -> Remover {
+    pub fn on(self: &Arc<Self>, event: &'static str, callback: impl Fn(&[u8]) + Send + Sync + 'static) -> Remover {
         let id = self.next_id.fetch_add(1, Relaxed);
         let listener: Listener = Arc::new(callback);
-        lock(&self.listeners)
-            .entry(event)
-            .or_default()
-            .push((id, listener));
-        Remover {
-            emitter: Arc::clone(self),
-            event,
-            id,
-        }
+        lock(&self.listeners).entry(event).or_default().push((id, listener));
+        Remover { emitter: Arc::clone(self), event, id }
     }
 
     /// Calls every listener of `event`.

@@ -87,11 +87,8 @@ impl Scenario {
     /// The 1-based line carrying the marker, if exactly one does.
     pub fn marker_line(&self) -> Option<u32> {
         let marker = self.marker();
-        let mut hits = self
-            .text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| l.contains(&marker) && !l.trim_start().starts_with("//"));
+        let mut hits =
+            self.text.lines().enumerate().filter(|(_, l)| l.contains(&marker) && !l.trim_start().starts_with("//"));
         let first = hits.next()?;
         hits.next().is_none().then_some(first.0 as u32 + 1)
     }
@@ -144,17 +141,8 @@ mod tests {
     #[test]
     fn every_scenario_marks_exactly_one_line() {
         for s in ALL {
-            assert!(
-                s.marker_line().is_some(),
-                "{}: no single `// {}` line",
-                s.name,
-                s.marker()
-            );
-            assert!(
-                s.source.ends_with(&format!("src/scenarios/{}.rs", s.name)),
-                "{}",
-                s.source
-            );
+            assert!(s.marker_line().is_some(), "{}: no single `// {}` line", s.name, s.marker());
+            assert!(s.source.ends_with(&format!("src/scenarios/{}.rs", s.name)), "{}", s.source);
         }
         let mut names = names();
         names.sort_unstable();

@@ -45,8 +45,7 @@ pub const RESULT_BYTES: usize = 2048;
 static GLOBAL_TASKS: Mutex<Vec<JoinHandle<Vec<u8>>>> = Mutex::new(Vec::new());
 
 /// The fixed registry: running tasks by id.
-static TASKS: LazyLock<Mutex<HashMap<task::Id, JoinHandle<Vec<u8>>>>> =
-    LazyLock::new(Default::default);
+static TASKS: LazyLock<Mutex<HashMap<task::Id, JoinHandle<Vec<u8>>>>> = LazyLock::new(Default::default);
 
 fn run(variant: Variant, steps: &mut Steps) -> ScenarioFuture<'_> {
     Box::pin(async move {

@@ -56,20 +56,14 @@ fn run(variant: Variant, steps: &mut Steps) -> ScenarioFuture<'_> {
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 (
                     leaktrace::tokio::spawn(leaky_producer(tx, steps.clock())),
-                    leaktrace::tokio::spawn(slow_consumer(
-                        move || rx.try_recv().ok(),
-                        steps.clock(),
-                    )),
+                    leaktrace::tokio::spawn(slow_consumer(move || rx.try_recv().ok(), steps.clock())),
                 )
             }
             Variant::Fixed => {
                 let (tx, mut rx) = mpsc::channel(CAPACITY);
                 (
                     leaktrace::tokio::spawn(producer(tx, steps.clock())),
-                    leaktrace::tokio::spawn(slow_consumer(
-                        move || rx.try_recv().ok(),
-                        steps.clock(),
-                    )),
+                    leaktrace::tokio::spawn(slow_consumer(move || rx.try_recv().ok(), steps.clock())),
                 )
             }
         };

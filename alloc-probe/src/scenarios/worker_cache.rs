@@ -27,8 +27,7 @@ pub const SCENARIO: Scenario = Scenario {
     name: "worker_cache",
     title: "a worker whose local cache is never cleared",
     guide: "leaky_worker (pattern 1): local_cache.append(item), never cleared",
-    fix:
-        "process items in batches and clear the batch; flush a partial one when the queue runs dry",
+    fix: "process items in batches and clear the batch; flush a partial one when the queue runs dry",
     source: file!(),
     text: include_str!("worker_cache.rs"),
     run,

@@ -24,10 +24,7 @@ impl Run {
         assert_eq!(lines.len(), 1, "one line on stderr: {self:#?}");
         assert!(lines[0].starts_with("alloc-probe: "), "prefix: {self:#?}");
         for n in needles {
-            assert!(
-                lines[0].contains(n),
-                "stderr should contain {n:?}: {self:#?}"
-            );
+            assert!(lines[0].contains(n), "stderr should contain {n:?}: {self:#?}");
         }
         assert!(self.stdout.is_empty(), "nothing on stdout: {self:#?}");
     }
@@ -41,8 +38,7 @@ impl Run {
 
     /// Parses stdout as JSON.
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.ok())
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+        serde_json::from_str(self.ok()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
     }
 }
 
@@ -81,9 +77,7 @@ pub fn arg(p: &Path) -> String {
 
 /// The source of scenario `name`.
 pub fn scenario_source(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src/scenarios")
-        .join(format!("{name}.rs"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/scenarios").join(format!("{name}.rs"))
 }
 
 /// The 1-based line of `file` that carries `marker` in a trailing comment
@@ -96,12 +90,7 @@ pub fn marker_line(file: &Path, marker: &str) -> u32 {
         .filter(|(_, l)| l.contains(&format!("// {marker}")) && !l.trim_start().starts_with("//"))
         .map(|(i, _)| i as u32 + 1)
         .collect();
-    assert_eq!(
-        hits.len(),
-        1,
-        "{}: marker {marker:?} on lines {hits:?}",
-        file.display()
-    );
+    assert_eq!(hits.len(), 1, "{}: marker {marker:?} on lines {hits:?}", file.display());
     hits[0]
 }
 
@@ -119,39 +108,17 @@ pub struct Site {
     pub function: &'static str,
 }
 
-pub const LEAK: Site = Site {
-    file: "/srv/app/src/sessions.rs",
-    line: 42,
-    function: "app::sessions::Registry::open",
-};
-pub const LOAD: Site = Site {
-    file: "/srv/app/src/config.rs",
-    line: 7,
-    function: "app::config::load_table",
-};
-pub const CHURN: Site = Site {
-    file: "/srv/app/src/pool.rs",
-    line: 88,
-    function: "app::pool::Pool::get",
-};
-pub const FLAT: Site = Site {
-    file: "/srv/app/src/main.rs",
-    line: 12,
-    function: "app::main",
-};
-pub const SHRINK: Site = Site {
-    file: "/srv/app/src/warmup.rs",
-    line: 30,
-    function: "app::warmup::drain",
-};
+pub const LEAK: Site = Site { file: "/srv/app/src/sessions.rs", line: 42, function: "app::sessions::Registry::open" };
+pub const LOAD: Site = Site { file: "/srv/app/src/config.rs", line: 7, function: "app::config::load_table" };
+pub const CHURN: Site = Site { file: "/srv/app/src/pool.rs", line: 88, function: "app::pool::Pool::get" };
+pub const FLAT: Site = Site { file: "/srv/app/src/main.rs", line: 12, function: "app::main" };
+pub const SHRINK: Site = Site { file: "/srv/app/src/warmup.rs", line: 30, function: "app::warmup::drain" };
 
 /// A `leaktrace.snapshot.v1` document with one trace per `(site, bytes)`,
 /// taken `t` seconds after 2026-11-25T00:00:00Z by process `pid`.
 pub fn snapshot_json(label: &str, t: u64, pid: u32, sites: &[(&Site, u64)]) -> Value {
-    let frames: Vec<Value> = sites
-        .iter()
-        .map(|(s, _)| json!({"function": s.function, "file": s.file, "line": s.line}))
-        .collect();
+    let frames: Vec<Value> =
+        sites.iter().map(|(s, _)| json!({"function": s.function, "file": s.file, "line": s.line})).collect();
     let traces: Vec<Value> = sites
         .iter()
         .enumerate()
