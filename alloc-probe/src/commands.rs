@@ -48,6 +48,16 @@ fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let filters = input::filters(&view.include, &view.exclude);
     let group_by: GroupBy = view.group_by.into();
     let mut diff = new.filter_traces(&filters).compare_to(&old.filter_traces(&filters), group_by);
+    // Every site counts for --fail-over, not only the ones listed.
+    let over: Vec<(String, i64)> = match args.fail_over {
+        Some(limit) => diff
+            .sites
+            .iter()
+            .filter(|s| s.size_diff > 0 && s.size_diff as u64 > limit)
+            .map(|s| (render::site(&s.location), s.size_diff))
+            .collect(),
+        None => Vec::new(),
+    };
     let n = top(view);
     let text = match view.format {
         Format::Table => render::diff_table(&diff, n),
@@ -58,21 +68,14 @@ fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
         }
     };
     output::emit(&text, view.output.as_deref())?;
-    if let Some(limit) = args.fail_over {
-        // Every site counts, not only the ones listed.
-        let full = new.filter_traces(&filters).compare_to(&old.filter_traces(&filters), group_by);
-        let over: Vec<_> = full.sites.iter().filter(|s| s.size_diff > 0 && s.size_diff as u64 > limit).collect();
-        if let Some(first) = over.first() {
-            eprintln!(
-                "alloc-probe: fail-over: {} site(s) grew by more than {} ({limit} bytes); #1 {} grew by {} ({} bytes)",
-                over.len(),
-                render::bytes(limit),
-                render::site(&first.location),
-                render::signed_bytes(first.size_diff),
-                first.size_diff
-            );
-            return Ok(ExitCode::from(EXIT_GREW));
-        }
+    if let (Some(limit), Some((site, grew))) = (args.fail_over, over.first()) {
+        eprintln!(
+            "alloc-probe: fail-over: {} site(s) grew by more than {} ({limit} bytes); #1 {site} grew by {} ({grew} bytes)",
+            over.len(),
+            render::bytes(limit),
+            render::signed_bytes(*grew),
+        );
+        return Ok(ExitCode::from(EXIT_GREW));
     }
     Ok(ExitCode::SUCCESS)
 }
