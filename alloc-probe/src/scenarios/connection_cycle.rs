@@ -20,8 +20,8 @@
 //!
 //! **What leaktrace shows**: the first site, growing steadily, is the line
 //! appending to the buffer (marked `LEAK`), and it grows faster at every
-//! step: more connections, each still growing. The `spawn` line in
-//! `call_later` does not grow: each pending task lives one tick.
+//! step: more connections, each still growing. Each live connection also
+//! keeps a pending task (`spawn` in `call_later`), its `Arc` and handler.
 
 use super::{lock, Clock, Scenario, ScenarioFuture, Steps, Variant};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
