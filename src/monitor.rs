@@ -1261,9 +1261,9 @@ impl Worker {
         let dir = &self.settings.report_dir;
         let path = dir.join(name);
         let written = std::fs::create_dir_all(dir)
-            .map_err(|source| crate::Error::Io {
+            .map_err(|io| crate::Error::Io {
                 path: dir.clone(),
-                source,
+                io,
             })
             .and_then(|()| crate::write_atomic(&path, report.to_json().as_bytes()));
         match written {

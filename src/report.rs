@@ -21,12 +21,14 @@ pub const TREND_FORMAT: &str = "leaktrace.trend.v1";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    // Not a `#[source]`: the message already says what the OS said, and a
+    // source would print it twice in `{:#}` chains.
+    #[error("{}: {io}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What the OS said.
-        source: std::io::Error,
+        io: std::io::Error,
     },
     /// The file is not valid JSON, or misses a field.
     #[error("{}: line {line}, column {column}: {message}", path.display())]
@@ -82,9 +84,9 @@ fn json_error(path: &Path, e: serde_json::Error) -> Error {
 /// without the version, e.g. `"leaktrace.snapshot"`), checking the format
 /// field before the rest.
 pub(crate) fn read_kind<T: DeserializeOwned>(path: &Path, expected: &str) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let text = std::fs::read_to_string(path).map_err(|io| Error::Io {
         path: path.to_path_buf(),
-        source,
+        io,
     })?;
     parse_kind(path, &text, expected)
 }
@@ -157,9 +159,9 @@ pub(crate) fn to_json<T: Serialize>(format: &'static str, body: &T) -> String {
 /// directory, flushed to disk, then renamed over `path`. Readers see the old
 /// file or the new one, never half of one.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let io = |source| Error::Io {
+    let io = |io| Error::Io {
         path: path.to_path_buf(),
-        source,
+        io,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),

@@ -139,10 +139,17 @@ fn slope(xs: &[f64], ys: &[u64]) -> f64 {
     }
 }
 
-/// Orders trend entries: sites that grew in at least half of the
-/// intervals first, then by slope, steepest first.
+/// Orders trend entries in three classes: `steady` sites first, then other
+/// sites that grew in at least half of the intervals (churn that happens to
+/// rise often), then the rest; within a class the steeper slope first. So a
+/// site that grew in at least half of the intervals always ranks above
+/// every site that did not, and a steady leak above churn.
 pub fn rank_key_cmp(a: &SeriesTrend, b: &SeriesTrend) -> std::cmp::Ordering {
-    let class = |t: &SeriesTrend| t.grew_fraction >= 0.5 && t.slope_bytes_per_sec > 0.0;
+    let class = |t: &SeriesTrend| match (t.verdict, t.grew_fraction >= 0.5) {
+        (Verdict::Steady, _) => 2,
+        (_, true) => 1,
+        _ => 0,
+    };
     class(b)
         .cmp(&class(a))
         .then(b.slope_bytes_per_sec.total_cmp(&a.slope_bytes_per_sec))
@@ -298,6 +305,7 @@ impl Trend {
 
     /// Writes this trend to `path` atomically.
     pub fn write_json(&self, path: impl AsRef<std::path::Path>) -> crate::Result<()> {
+        let _ignore = crate::hot::guard::Guard::with(crate::hot::guard::IGNORE);
         crate::write_atomic(path.as_ref(), self.to_json().as_bytes())
     }
 
@@ -318,6 +326,18 @@ mod tests {
             file: file.into(),
             line,
         }
+    }
+
+    #[test]
+    fn steady_outranks_churn_that_rose_often() {
+        let t: Vec<f64> = (0..7).map(f64::from).collect();
+        let churn = analyze_series(&t, &[0, 8 << 20, 0, 8 << 20, 0, 8 << 20, 8 << 20]);
+        let leak = analyze_series(&t, &[0, 100_000, 200_000, 300_000, 400_000, 500_000, 600_000]);
+        let load = analyze_series(&t, &[0, 50 << 20, 50 << 20, 50 << 20, 50 << 20, 50 << 20, 50 << 20]);
+        assert_eq!(churn.verdict, Verdict::Churn);
+        assert!(churn.grew_fraction >= 0.5 && churn.slope_bytes_per_sec > leak.slope_bytes_per_sec);
+        assert_eq!(rank_key_cmp(&leak, &churn), std::cmp::Ordering::Less);
+        assert_eq!(rank_key_cmp(&churn, &load), std::cmp::Ordering::Less, "grew often beats grew once");
     }
 
     #[test]
@@ -365,6 +385,9 @@ mod tests {
         assert_eq!(tr.sites[0].rank, 1);
         assert!((tr.sites[0].slope_bytes_per_sec - 100.0).abs() < 1e-6);
         let by_loc = |f: &Frame| tr.sites.iter().find(|s| &s.location == f).unwrap();
+        // Churn that rose in half the intervals still ranks below the leak.
+        assert!(by_loc(&churn).grew_fraction >= 0.4);
+        assert!(by_loc(&churn).rank > 1);
         assert_eq!(by_loc(&load).verdict, Verdict::Step);
         assert_eq!(by_loc(&churn).verdict, Verdict::Churn);
         assert_eq!(by_loc(&load).size_last, 10_000_000);
