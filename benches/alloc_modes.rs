@@ -12,9 +12,7 @@
 //! plain System is `alloc_system`; `perf-criterion` runs both and writes
 //! reports/criterion.md.
 
-use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
-};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use leaktrace::{Config, Mode};
 use std::alloc::{alloc, dealloc, Layout};
 use std::hint::black_box;
@@ -32,18 +30,12 @@ const MODES: [&str; 3] = ["off", "sampled", "exact"];
 fn set_mode(mode: &str) {
     match mode {
         "off" => leaktrace::stop(),
-        "sampled" => leaktrace::start(Config::default().mode(Mode::Sampled {
-            mean_bytes: 512 * 1024,
-        })),
+        "sampled" => leaktrace::start(Config::default().mode(Mode::Sampled { mean_bytes: 512 * 1024 })),
         "exact" => leaktrace::start(Config::default()),
         _ => unreachable!("unknown mode {mode}"),
     }
     // One line per mode for perf-criterion's report.
-    let capture = if leaktrace::is_tracing() {
-        leaktrace::capture_method().as_str()
-    } else {
-        "none"
-    };
+    let capture = if leaktrace::is_tracing() { leaktrace::capture_method().as_str() } else { "none" };
     println!("LEAKTRACE-BENCH mode={mode} capture={capture}");
 }
 
@@ -79,10 +71,7 @@ fn pairs_on_threads(threads: usize, iters: u64, layout: Layout) -> Duration {
             })
         })
         .collect();
-    let spans: Vec<(Instant, Instant)> = handles
-        .into_iter()
-        .map(|h| h.join().expect("bench thread"))
-        .collect();
+    let spans: Vec<(Instant, Instant)> = handles.into_iter().map(|h| h.join().expect("bench thread")).collect();
     let start = spans.iter().map(|s| s.0).min().expect("a thread");
     let end = spans.iter().map(|s| s.1).max().expect("a thread");
     end - start
@@ -134,9 +123,7 @@ fn bench_pairs(c: &mut Criterion) {
         for size in SIZES {
             let layout = Layout::from_size_align(size, 8).expect("layout");
             g.throughput(Throughput::Elements(1));
-            g.bench_with_input(BenchmarkId::new(mode, size), &layout, |b, &l| {
-                b.iter(|| pair(l))
-            });
+            g.bench_with_input(BenchmarkId::new(mode, size), &layout, |b, &l| b.iter(|| pair(l)));
         }
     }
     g.finish();
@@ -169,11 +156,7 @@ fn bench_snapshot(c: &mut Criterion) {
     let cold = leaktrace::take_snapshot("cold");
     let cold_s = t.elapsed().as_secs_f64();
     let trace_count = cold.traces.len();
-    let big = cold
-        .traces
-        .iter()
-        .filter(|t| t.count >= (SNAP_BLOCKS / SNAP_STACKS) as u64)
-        .count();
+    let big = cold.traces.iter().filter(|t| t.count >= (SNAP_BLOCKS / SNAP_STACKS) as u64).count();
     println!(
         "LEAKTRACE-BENCH snapshot_cold_ms={:.3} traces={} traces_with_100_blocks={} blocks={}",
         cold_s * 1e3,
@@ -182,17 +165,12 @@ fn bench_snapshot(c: &mut Criterion) {
         cold.totals.blocks
     );
     if big < SNAP_STACKS {
-        eprintln!(
-            "alloc_modes: only {big} traces hold {} blocks; want {SNAP_STACKS}",
-            SNAP_BLOCKS / SNAP_STACKS
-        );
+        eprintln!("alloc_modes: only {big} traces hold {} blocks; want {SNAP_STACKS}", SNAP_BLOCKS / SNAP_STACKS);
     }
     drop(cold);
     let mut g = c.benchmark_group("snapshot");
     g.sample_size(10).sampling_mode(SamplingMode::Flat);
-    g.bench_function("100000-blocks-1000-stacks", |b| {
-        b.iter(|| black_box(leaktrace::take_snapshot("bench")))
-    });
+    g.bench_function("100000-blocks-1000-stacks", |b| b.iter(|| black_box(leaktrace::take_snapshot("bench"))));
     g.finish();
     drop(blocks);
     leaktrace::stop();

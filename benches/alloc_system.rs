@@ -49,10 +49,7 @@ fn pairs_on_threads(threads: usize, iters: u64, layout: Layout) -> Duration {
             })
         })
         .collect();
-    let spans: Vec<(Instant, Instant)> = handles
-        .into_iter()
-        .map(|h| h.join().expect("bench thread"))
-        .collect();
+    let spans: Vec<(Instant, Instant)> = handles.into_iter().map(|h| h.join().expect("bench thread")).collect();
     let start = spans.iter().map(|s| s.0).min().expect("a thread");
     let end = spans.iter().map(|s| s.1).max().expect("a thread");
     end - start
@@ -63,9 +60,7 @@ fn benches(c: &mut Criterion) {
     for size in SIZES {
         let layout = Layout::from_size_align(size, 8).expect("layout");
         g.throughput(Throughput::Elements(1));
-        g.bench_with_input(BenchmarkId::new("system", size), &layout, |b, &l| {
-            b.iter(|| pair(l))
-        });
+        g.bench_with_input(BenchmarkId::new("system", size), &layout, |b, &l| b.iter(|| pair(l)));
     }
     g.finish();
 

@@ -29,10 +29,7 @@ pub struct Params {
 
 impl Default for Params {
     fn default() -> Self {
-        Params {
-            threads: 2,
-            scale: 1.0,
-        }
+        Params { threads: 2, scale: 1.0 }
     }
 }
 
@@ -101,12 +98,7 @@ pub fn result_line(
 /// not one.
 pub fn parse_result_line(line: &str) -> Option<Vec<(String, String)>> {
     let rest = line.strip_prefix(RESULT_PREFIX)?.strip_prefix(' ')?;
-    rest.split_whitespace()
-        .map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect()
+    rest.split_whitespace().map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect()
 }
 
 #[cfg(test)]
@@ -115,15 +107,8 @@ mod tests {
 
     #[test]
     fn args_round_trip() {
-        let (p, rest) =
-            parse_args(["exact", "--threads", "3", "--scale", "0.5"].map(String::from)).unwrap();
-        assert_eq!(
-            p,
-            Params {
-                threads: 3,
-                scale: 0.5
-            }
-        );
+        let (p, rest) = parse_args(["exact", "--threads", "3", "--scale", "0.5"].map(String::from)).unwrap();
+        assert_eq!(p, Params { threads: 3, scale: 0.5 });
         assert_eq!(rest, vec!["exact".to_string()]);
         assert!(parse_args(["--threads", "0"].map(String::from)).is_err());
         assert!(parse_args(["--scale", "-1"].map(String::from)).is_err());
@@ -133,13 +118,7 @@ mod tests {
     #[test]
     fn result_line_parses_back() {
         let p = Params::default();
-        let line = result_line(
-            "leaktrace",
-            &p,
-            Duration::from_millis(812),
-            0xabc,
-            &[("mode", "exact".into())],
-        );
+        let line = result_line("leaktrace", &p, Duration::from_millis(812), 0xabc, &[("mode", "exact".into())]);
         let kv = parse_result_line(&line).unwrap();
         let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         assert_eq!(get("allocator"), Some("leaktrace"));

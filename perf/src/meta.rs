@@ -25,11 +25,7 @@ impl Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
-            .find_map(|l| {
-                l.strip_prefix("model name")
-                    .and_then(|r| r.split_once(':'))
-                    .map(|(_, v)| v.trim())
-            })
+            .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim()))
             .unwrap_or("unknown")
             .to_string();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -39,9 +35,7 @@ impl Machine {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0);
         Machine {
-            nproc: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0),
+            nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             cpu,
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|s| s.trim().to_string())
@@ -87,8 +81,7 @@ pub struct Commit {
 impl Commit {
     /// Asks git in `root`.
     pub fn read(root: &Path) -> Commit {
-        let hash =
-            output("git", &["rev-parse", "HEAD"], Some(root)).unwrap_or_else(|| "unknown".into());
+        let hash = output("git", &["rev-parse", "HEAD"], Some(root)).unwrap_or_else(|| "unknown".into());
         // Not `output()`: trimming would eat the first line's leading
         // space, and lines are `XY path`, two status letters and a space.
         let status = Command::new("git")
@@ -99,10 +92,7 @@ impl Commit {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();
-        let dirty = status
-            .lines()
-            .filter_map(|l| l.get(3..).map(str::to_string))
-            .collect();
+        let dirty = status.lines().filter_map(|l| l.get(3..).map(str::to_string)).collect();
         Commit { hash, dirty }
     }
 
@@ -115,11 +105,7 @@ impl Commit {
             if self.dirty.len() > files.len() {
                 files.push("…");
             }
-            format!(
-                "`{}` plus uncommitted changes to {}",
-                self.hash,
-                files.join(", ")
-            )
+            format!("`{}` plus uncommitted changes to {}", self.hash, files.join(", "))
         }
     }
 
@@ -137,17 +123,12 @@ pub fn output(program: &str, args: &[&str], dir: Option<&Path>) -> Option<String
         cmd.current_dir(d);
     }
     let out = cmd.output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The workspace root: the parent of this crate's manifest directory.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("perf/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("perf/ has a parent").to_path_buf()
 }
 
 /// The command that reproduces this run of `bin`: `cargo run` when run by
@@ -157,10 +138,7 @@ pub fn command_line(bin: &str) -> String {
     if std::env::var_os("CARGO_PKG_NAME").is_some() {
         let exe = std::env::current_exe().unwrap_or_default();
         let release = exe.components().any(|c| c.as_os_str() == "release");
-        let mut s = format!(
-            "cargo run {}-p leaktrace-perf --bin {bin}",
-            if release { "--release " } else { "" }
-        );
+        let mut s = format!("cargo run {}-p leaktrace-perf --bin {bin}", if release { "--release " } else { "" });
         if !args.is_empty() {
             s.push_str(" -- ");
             s.push_str(&args.join(" "));
@@ -174,10 +152,7 @@ pub fn command_line(bin: &str) -> String {
 }
 
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c))
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c)) {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -193,10 +168,7 @@ pub fn loadavg() -> String {
 
 /// The current time as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Howard Hinnant's days_from_civil, inverted.
     let z = days as i64 + 719_468;
@@ -208,12 +180,7 @@ pub fn utc_now() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3_600, rem % 3_600 / 60, rem % 60)
 }
 
 /// The median of `v` (the mean of the middle two for an even count);
@@ -225,11 +192,7 @@ pub fn median(v: &[f64]) -> Option<f64> {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
-    Some(if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    })
+    Some(if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 })
 }
 
 #[cfg(test)]

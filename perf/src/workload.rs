@@ -30,8 +30,8 @@ const CHURN_PER_ROUND: usize = 50_000;
 const RING_SLOTS: usize = 4_096;
 
 const WORDS: [&str; 16] = [
-    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
-    "lambda", "mu", "nu", "xi", "omicron", "pi",
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi",
+    "omicron", "pi",
 ];
 
 /// What one run produced.
@@ -54,10 +54,7 @@ pub struct Retained {
 impl Retained {
     /// Blocks held (approximately: one per string, vector and ring slot).
     pub fn blocks(&self) -> usize {
-        self.states
-            .iter()
-            .map(|s| s.lines.len() + s.map.len() + s.ring.iter().filter(|v| !v.is_empty()).count())
-            .sum()
+        self.states.iter().map(|s| s.lines.len() + s.map.len() + s.ring.iter().filter(|v| !v.is_empty()).count()).sum()
     }
 }
 
@@ -93,11 +90,7 @@ pub fn run(params: &Params) -> Outcome {
         states.push(state);
     }
     let wall = start.elapsed();
-    Outcome {
-        wall,
-        checksum,
-        retained: Retained { states },
-    }
+    Outcome { wall, checksum, retained: Retained { states } }
 }
 
 /// splitmix64: small, fast, deterministic.
@@ -132,9 +125,7 @@ impl Rng {
 fn fnv(bytes: &[u8]) -> u64 {
     bytes[..bytes.len().min(512)]
         .iter()
-        .fold(0xCBF2_9CE4_8422_2325, |h, &b| {
-            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3)
-        })
+        .fold(0xCBF2_9CE4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01B3))
 }
 
 fn mix(sum: u64, v: u64) -> u64 {
@@ -143,10 +134,7 @@ fn mix(sum: u64, v: u64) -> u64 {
 
 fn worker(t: u64, rounds: usize) -> (u64, ThreadState) {
     let mut rng = Rng(0x5EED_0000_0000_0000 ^ (t + 1).wrapping_mul(0xA076_1D64_78BD_642F));
-    let mut st = ThreadState {
-        ring: (0..RING_SLOTS).map(|_| Vec::new()).collect(),
-        ..ThreadState::default()
-    };
+    let mut st = ThreadState { ring: (0..RING_SLOTS).map(|_| Vec::new()).collect(), ..ThreadState::default() };
     let mut sum = 0u64;
     for r in 0..rounds {
         sum = mix(sum, strings(&mut rng, &mut st, t, r));
@@ -240,19 +228,13 @@ mod tests {
 
     #[test]
     fn deterministic_and_per_thread() {
-        let p1 = Params {
-            threads: 1,
-            scale: 0.01,
-        };
+        let p1 = Params { threads: 1, scale: 0.01 };
         let a = run(&p1);
         let b = run(&p1);
         assert_eq!(a.checksum, b.checksum);
         assert!(a.retained.blocks() > RING_SLOTS / 2);
         // Thread 1's work differs from thread 0's, and the sum combines them.
-        let two = run(&Params {
-            threads: 2,
-            scale: 0.01,
-        });
+        let two = run(&Params { threads: 2, scale: 0.01 });
         assert_ne!(two.checksum, a.checksum);
         assert_ne!(two.checksum, a.checksum.wrapping_mul(2));
     }

@@ -52,19 +52,9 @@ fn main() {
         eprintln!("error: unexpected arguments {rest:?}");
         std::process::exit(2);
     }
-    let before = (
-        ALLOCS.load(Relaxed),
-        REALLOCS.load(Relaxed),
-        FREES.load(Relaxed),
-        BYTES.load(Relaxed),
-    );
+    let before = (ALLOCS.load(Relaxed), REALLOCS.load(Relaxed), FREES.load(Relaxed), BYTES.load(Relaxed));
     let out = workload::run(&params);
-    let after = (
-        ALLOCS.load(Relaxed),
-        REALLOCS.load(Relaxed),
-        FREES.load(Relaxed),
-        BYTES.load(Relaxed),
-    );
+    let after = (ALLOCS.load(Relaxed), REALLOCS.load(Relaxed), FREES.load(Relaxed), BYTES.load(Relaxed));
     let blocks = out.retained.blocks();
     drop(out.retained);
     println!(

@@ -17,8 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const USAGE: &str =
-    "perf-criterion [--builds default,frame-pointers] [--out DIR] [-- CRITERION-ARGS..]";
+const USAGE: &str = "perf-criterion [--builds default,frame-pointers] [--out DIR] [-- CRITERION-ARGS..]";
 const FP_FLAGS: &str = "-C force-frame-pointers=yes";
 const MODES: [&str; 3] = ["off", "sampled", "exact"];
 const SIZES: [&str; 3] = ["16", "1024", "65536"];
@@ -43,11 +42,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--builds" => {
                 let v = it.next().ok_or("--builds needs a value")?;
                 o.builds = v.split(',').map(str::to_string).collect();
-                if let Some(b) = o
-                    .builds
-                    .iter()
-                    .find(|b| *b != "default" && *b != "frame-pointers")
-                {
+                if let Some(b) = o.builds.iter().find(|b| *b != "default" && *b != "frame-pointers") {
                     return Err(format!("unknown build {b}"));
                 }
             }
@@ -86,12 +81,8 @@ fn target_dir(root: &Path) -> Result<PathBuf, String> {
         .current_dir(root)
         .output()
         .map_err(|e| format!("cargo metadata: {e}"))?;
-    let v: Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
-    v["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .ok_or_else(|| "cargo metadata: no target_directory".into())
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    v["target_directory"].as_str().map(PathBuf::from).ok_or_else(|| "cargo metadata: no target_directory".into())
 }
 
 fn cargo() -> String {
@@ -109,24 +100,17 @@ fn collect(dir: &Path, out: &mut BTreeMap<String, Estimate>) {
             continue;
         }
         if p.file_name().is_some_and(|n| n == "new") {
-            let read = |f: &str| -> Option<Value> {
-                serde_json::from_str(&std::fs::read_to_string(p.join(f)).ok()?).ok()
-            };
+            let read =
+                |f: &str| -> Option<Value> { serde_json::from_str(&std::fs::read_to_string(p.join(f)).ok()?).ok() };
             if let (Some(b), Some(est)) = (read("benchmark.json"), read("estimates.json")) {
                 let median = &est["median"];
-                if let (Some(id), Some(m)) =
-                    (b["full_id"].as_str(), median["point_estimate"].as_f64())
-                {
+                if let (Some(id), Some(m)) = (b["full_id"].as_str(), median["point_estimate"].as_f64()) {
                     out.insert(
                         id.to_string(),
                         Estimate {
                             median_ns: m,
-                            lower_ns: median["confidence_interval"]["lower_bound"]
-                                .as_f64()
-                                .unwrap_or(m),
-                            upper_ns: median["confidence_interval"]["upper_bound"]
-                                .as_f64()
-                                .unwrap_or(m),
+                            lower_ns: median["confidence_interval"]["lower_bound"].as_f64().unwrap_or(m),
+                            upper_ns: median["confidence_interval"]["upper_bound"].as_f64().unwrap_or(m),
                         },
                     );
                 }
@@ -137,32 +121,15 @@ fn collect(dir: &Path, out: &mut BTreeMap<String, Estimate>) {
     }
 }
 
-fn run_build(
-    root: &Path,
-    target: &Path,
-    build: &str,
-    criterion_args: &[String],
-) -> Result<BuildResult, String> {
+fn run_build(root: &Path, target: &Path, build: &str, criterion_args: &[String]) -> Result<BuildResult, String> {
     let fp = build == "frame-pointers";
-    let target_dir = if fp {
-        target.join("perf-fp")
-    } else {
-        target.to_path_buf()
-    };
+    let target_dir = if fp { target.join("perf-fp") } else { target.to_path_buf() };
     let home = target.join("perf-criterion").join(build);
     // Only this tool writes there: start clean so old results cannot leak in.
     let _ = std::fs::remove_dir_all(&home);
     std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
-    let mut args: Vec<String> = [
-        "bench",
-        "--bench",
-        "alloc_system",
-        "--bench",
-        "alloc_modes",
-        "--target-dir",
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut args: Vec<String> =
+        ["bench", "--bench", "alloc_system", "--bench", "alloc_modes", "--target-dir"].map(String::from).to_vec();
     args.push(target_dir.display().to_string());
     if !criterion_args.is_empty() {
         args.push("--".into());
@@ -181,20 +148,14 @@ fn run_build(
         cmd.env_remove("RUSTFLAGS");
         format!("cargo {}", args.join(" "))
     };
-    eprintln!(
-        "perf-criterion: CRITERION_HOME={} {command}",
-        home.display()
-    );
+    eprintln!("perf-criterion: CRITERION_HOME={} {command}", home.display());
     let mut child = cmd.spawn().map_err(|e| format!("cargo: {e}"))?;
     let mut info = BTreeMap::new();
     for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
         let line = line.map_err(|e| format!("reading cargo bench: {e}"))?;
         eprintln!("{line}");
         if let Some(rest) = line.strip_prefix(INFO_PREFIX) {
-            let kv: BTreeMap<&str, &str> = rest
-                .split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .collect();
+            let kv: BTreeMap<&str, &str> = rest.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
             match (kv.get("mode"), kv.get("capture")) {
                 (Some(m), Some(c)) => {
                     info.insert(format!("capture.{m}"), c.to_string());
@@ -209,12 +170,7 @@ fn run_build(
     }
     let mut results = BTreeMap::new();
     collect(&home, &mut results);
-    Ok(BuildResult {
-        name: build.to_string(),
-        command,
-        results,
-        info,
-    })
+    Ok(BuildResult { name: build.to_string(), command, results, info })
 }
 
 fn ns(v: f64) -> String {
@@ -256,11 +212,7 @@ fn render(opts: &Opts, builds: &[BuildResult], command: &str, started: &str) -> 
         let _ = writeln!(s, "- {} build: `{}`", b.name, b.command);
     }
     if !opts.criterion_args.is_empty() {
-        let _ = writeln!(
-            s,
-            "- Criterion arguments: `{}`",
-            opts.criterion_args.join(" ")
-        );
+        let _ = writeln!(s, "- Criterion arguments: `{}`", opts.criterion_args.join(" "));
     }
     let _ = writeln!(
         s,
@@ -270,30 +222,16 @@ fn render(opts: &Opts, builds: &[BuildResult], command: &str, started: &str) -> 
         let _ = writeln!(s, "## {} build\n", b.name);
         let caps: Vec<String> = MODES[1..]
             .iter()
-            .map(|m| {
-                format!(
-                    "{m}: {}",
-                    b.info
-                        .get(&format!("capture.{m}"))
-                        .map_or("?", String::as_str)
-                )
-            })
+            .map(|m| format!("{m}: {}", b.info.get(&format!("capture.{m}")).map_or("?", String::as_str)))
             .collect();
         let _ = writeln!(s, "Capture method: {}.\n", caps.join(", "));
         let _ = writeln!(s, "alloc+free pair, time per pair:\n");
-        let _ = writeln!(
-            s,
-            "| size (B) | System | off | sampled | exact |\n|---|---|---|---|---|"
-        );
+        let _ = writeln!(s, "| size (B) | System | off | sampled | exact |\n|---|---|---|---|---|");
         for size in SIZES {
             let base = format!("pair/system/{size}");
             let _ = write!(s, "| {size} | {} |", cell(b, &base, None));
             for m in MODES {
-                let _ = write!(
-                    s,
-                    " {} |",
-                    cell(b, &format!("pair/{m}/{size}"), Some(&base))
-                );
+                let _ = write!(s, " {} |", cell(b, &format!("pair/{m}/{size}"), Some(&base)));
             }
             let _ = writeln!(s);
         }
@@ -301,19 +239,12 @@ fn render(opts: &Opts, builds: &[BuildResult], command: &str, started: &str) -> 
             s,
             "\nThreads doing 64 B pairs at once, time per iteration (one pair on every thread; equal times for 1 and 2 threads mean no contention):\n"
         );
-        let _ = writeln!(
-            s,
-            "| threads | System | off | sampled | exact |\n|---|---|---|---|---|"
-        );
+        let _ = writeln!(s, "| threads | System | off | sampled | exact |\n|---|---|---|---|---|");
         for t in ["1", "2"] {
             let base = format!("threads/system/{t}");
             let _ = write!(s, "| {t} | {} |", cell(b, &base, None));
             for m in MODES {
-                let _ = write!(
-                    s,
-                    " {} |",
-                    cell(b, &format!("threads/{m}/{t}"), Some(&base))
-                );
+                let _ = write!(s, " {} |", cell(b, &format!("threads/{m}/{t}"), Some(&base)));
             }
             let _ = writeln!(s);
         }
@@ -330,18 +261,9 @@ fn render(opts: &Opts, builds: &[BuildResult], command: &str, started: &str) -> 
             info("blocks"),
         );
         let _ = writeln!(s, "<details><summary>All medians ({})</summary>\n", b.name);
-        let _ = writeln!(
-            s,
-            "| benchmark | median | 95% CI of the median |\n|---|---|---|"
-        );
+        let _ = writeln!(s, "| benchmark | median | 95% CI of the median |\n|---|---|---|");
         for (id, e) in &b.results {
-            let _ = writeln!(
-                s,
-                "| {id} | {} | {}–{} |",
-                ns(e.median_ns),
-                ns(e.lower_ns),
-                ns(e.upper_ns)
-            );
+            let _ = writeln!(s, "| {id} | {} | {}–{} |", ns(e.median_ns), ns(e.lower_ns), ns(e.upper_ns));
         }
         let _ = writeln!(s, "\n</details>\n");
     }

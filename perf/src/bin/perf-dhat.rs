@@ -13,8 +13,7 @@ fn main() {
         eprintln!("error: unexpected arguments {rest:?}");
         std::process::exit(2);
     }
-    let json =
-        std::env::temp_dir().join(format!("leaktrace-perf-dhat-{}.json", std::process::id()));
+    let json = std::env::temp_dir().join(format!("leaktrace-perf-dhat-{}.json", std::process::id()));
     let profiler = dhat::Profiler::builder().file_name(&json).build();
     let out = workload::run(&params);
     let blocks = out.retained.blocks();
@@ -31,10 +30,7 @@ fn main() {
             &params,
             out.wall,
             out.checksum,
-            &[
-                ("live_blocks", blocks.to_string()),
-                ("profile_write_s", format!("{write_s:.3}"))
-            ]
+            &[("live_blocks", blocks.to_string()), ("profile_write_s", format!("{write_s:.3}"))]
         )
     );
 }

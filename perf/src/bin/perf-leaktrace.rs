@@ -20,9 +20,7 @@ fn main() {
         "off" => None,
         "exact" => Some(Config::default()),
         m => match m.strip_prefix("sampled") {
-            Some("") => Some(Config::default().mode(Mode::Sampled {
-                mean_bytes: 512 * 1024,
-            })),
+            Some("") => Some(Config::default().mode(Mode::Sampled { mean_bytes: 512 * 1024 })),
             Some(n) => match n.strip_prefix(':').and_then(|n| n.parse().ok()) {
                 Some(mean_bytes) => Some(Config::default().mode(Mode::Sampled { mean_bytes })),
                 None => {
@@ -46,11 +44,7 @@ fn main() {
     let traced = leaktrace::traced_memory();
     let blocks = out.retained.blocks();
     drop(out.retained);
-    let capture = if tracing {
-        leaktrace::capture_method().as_str()
-    } else {
-        "none"
-    };
+    let capture = if tracing { leaktrace::capture_method().as_str() } else { "none" };
     println!(
         "{}",
         result_line(

@@ -33,13 +33,7 @@ const USAGE: &str = "perf-run [--runs N] [--threads N] [--scale F] [--only ID[,I
 IDs: system lt-off lt-sampled lt-exact dhat jemalloc jemalloc-prof19 jemalloc-prof0
 (the base of a chosen configuration is always run too)";
 
-const BINS: [&str; 5] = [
-    "perf-system",
-    "perf-leaktrace",
-    "perf-dhat",
-    "perf-jemalloc",
-    "perf-count",
-];
+const BINS: [&str; 5] = ["perf-system", "perf-leaktrace", "perf-dhat", "perf-jemalloc", "perf-count"];
 const FP_FLAGS: &str = "-C force-frame-pointers=yes";
 /// Variables that would change a child's allocator; removed, then set per
 /// configuration.
@@ -82,15 +76,7 @@ struct Spec {
 
 fn specs() -> Vec<Spec> {
     vec![
-        Spec {
-            id: "system",
-            label: "System",
-            bin: "perf-system",
-            args: &[],
-            env: &[],
-            base: None,
-            target: None,
-        },
+        Spec { id: "system", label: "System", bin: "perf-system", args: &[], env: &[], base: None, target: None },
         Spec {
             id: "lt-off",
             label: "leaktrace off (installed, not started)",
@@ -98,11 +84,7 @@ fn specs() -> Vec<Spec> {
             args: &["off"],
             env: &[],
             base: Some("system"),
-            target: Some(Target {
-                time: 1.02,
-                time_fp: 1.02,
-                rss: None,
-            }),
+            target: Some(Target { time: 1.02, time_fp: 1.02, rss: None }),
         },
         Spec {
             id: "lt-sampled",
@@ -111,11 +93,7 @@ fn specs() -> Vec<Spec> {
             args: &["sampled"],
             env: &[],
             base: Some("system"),
-            target: Some(Target {
-                time: 1.05,
-                time_fp: 1.05,
-                rss: None,
-            }),
+            target: Some(Target { time: 1.05, time_fp: 1.05, rss: None }),
         },
         Spec {
             id: "lt-exact",
@@ -124,11 +102,7 @@ fn specs() -> Vec<Spec> {
             args: &["exact"],
             env: &[],
             base: Some("system"),
-            target: Some(Target {
-                time: 4.0,
-                time_fp: 2.0,
-                rss: Some(2.0),
-            }),
+            target: Some(Target { time: 4.0, time_fp: 2.0, rss: Some(2.0) }),
         },
         Spec {
             id: "dhat",
@@ -194,11 +168,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--only" => o.only = Some(value()?.split(',').map(str::to_string).collect()),
             "--builds" => {
                 o.builds = value()?.split(',').map(str::to_string).collect();
-                if let Some(b) = o
-                    .builds
-                    .iter()
-                    .find(|b| *b != "default" && *b != "frame-pointers")
-                {
+                if let Some(b) = o.builds.iter().find(|b| *b != "default" && *b != "frame-pointers") {
                     return Err(format!("unknown build {b}"));
                 }
             }
@@ -206,8 +176,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--out" => o.out = PathBuf::from(value()?),
             "--timeout" => {
                 let v = value()?;
-                o.timeout =
-                    Duration::from_secs(v.parse().map_err(|_| format!("bad --timeout {v}"))?);
+                o.timeout = Duration::from_secs(v.parse().map_err(|_| format!("bad --timeout {v}"))?);
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -218,14 +187,21 @@ fn parse_opts() -> Result<Opts, String> {
     }
     if let Some(only) = &o.only {
         let all = specs();
-        if let Some(id) = only
-            .iter()
-            .find(|id| !all.iter().any(|s| s.id == id.as_str()))
-        {
+        if let Some(id) = only.iter().find(|id| !all.iter().any(|s| s.id == id.as_str())) {
             return Err(format!("unknown configuration {id}"));
         }
     }
     Ok(o)
+}
+
+/// The peers that take 15-40x as long as System: run after the others.
+fn is_slow(id: &str) -> bool {
+    matches!(id, "dhat" | "jemalloc-prof0")
+}
+
+/// `v` rotated left by `by`.
+fn rotated(v: &[usize], by: usize) -> impl Iterator<Item = usize> + '_ {
+    (0..v.len()).map(move |k| v[(k + by) % v.len()])
 }
 
 fn cargo() -> String {
@@ -242,23 +218,14 @@ fn target_dir(root: &Path) -> Result<PathBuf, String> {
     if !out.status.success() {
         return Err("cargo metadata failed".into());
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
-    v["target_directory"]
-        .as_str()
-        .map(PathBuf::from)
-        .ok_or_else(|| "cargo metadata: no target_directory".into())
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    v["target_directory"].as_str().map(PathBuf::from).ok_or_else(|| "cargo metadata: no target_directory".into())
 }
 
 /// The cargo invocation for `build`, as words (for the report) and as a
 /// command.
 fn build_command(root: &Path, build: &Build) -> (String, Command) {
-    let mut args = vec![
-        "build".to_string(),
-        "--release".into(),
-        "-p".into(),
-        "leaktrace-perf".into(),
-    ];
+    let mut args = vec!["build".to_string(), "--release".into(), "-p".into(), "leaktrace-perf".into()];
     for b in BINS {
         args.push("--bin".into());
         args.push(b.into());
@@ -266,9 +233,7 @@ fn build_command(root: &Path, build: &Build) -> (String, Command) {
     args.push("--target-dir".into());
     args.push(build.target_dir.display().to_string());
     let mut cmd = Command::new(cargo());
-    cmd.args(&args)
-        .current_dir(root)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    cmd.args(&args).current_dir(root).env_remove("CARGO_ENCODED_RUSTFLAGS");
     let words = match build.rustflags {
         Some(f) => {
             cmd.env("RUSTFLAGS", f);
@@ -319,17 +284,9 @@ fn tv(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 * 1e-6
 }
 
-fn run_child(
-    path: &Path,
-    args: &[String],
-    env: &[(&str, &str)],
-    timeout: Duration,
-) -> Result<Child, String> {
+fn run_child(path: &Path, args: &[String], env: &[(&str, &str)], timeout: Duration) -> Result<Child, String> {
     let mut cmd = Command::new(path);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     for k in SCRUBBED_ENV {
         cmd.env_remove(k);
     }
@@ -337,9 +294,7 @@ fn run_child(
         cmd.env(k, v);
     }
     let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", path.display()))?;
     let pid = child.id();
     let done = Arc::new(AtomicBool::new(false));
     let watchdog = {
@@ -367,11 +322,7 @@ fn run_child(
         s
     });
     let mut stdout = String::new();
-    let _ = child
-        .stdout
-        .take()
-        .expect("piped stdout")
-        .read_to_string(&mut stdout);
+    let _ = child.stdout.take().expect("piped stdout").read_to_string(&mut stdout);
     let waited = wait4(pid);
     let process_s = start.elapsed().as_secs_f64();
     done.store(true, Ordering::Release);
@@ -407,6 +358,8 @@ struct Run {
     cpu_s: f64,
     max_rss_kib: u64,
     fields: BTreeMap<String, String>,
+    /// /proc/loadavg just before the run.
+    load: String,
 }
 
 /// A configuration of a build, and what its runs gave.
@@ -418,10 +371,7 @@ struct Cell {
 }
 
 fn fields_of(stdout: &str) -> Option<BTreeMap<String, String>> {
-    stdout
-        .lines()
-        .find_map(parse_result_line)
-        .map(|kv| kv.into_iter().collect())
+    stdout.lines().find_map(parse_result_line).map(|kv| kv.into_iter().collect())
 }
 
 fn tail(s: &str, lines: usize) -> String {
@@ -430,30 +380,16 @@ fn tail(s: &str, lines: usize) -> String {
 }
 
 /// Runs `cell` once with `params`, returning the run or why it failed.
-fn measure(
-    bin: &Path,
-    spec: &Spec,
-    params: &Params,
-    round: usize,
-    timeout: Duration,
-) -> Result<Run, String> {
+fn measure(bin: &Path, spec: &Spec, params: &Params, round: usize, timeout: Duration) -> Result<Run, String> {
     let mut args: Vec<String> = spec.args.iter().map(|s| s.to_string()).collect();
-    args.extend([
-        "--threads".into(),
-        params.threads.to_string(),
-        "--scale".into(),
-        params.scale.to_string(),
-    ]);
+    args.extend(["--threads".into(), params.threads.to_string(), "--scale".into(), params.scale.to_string()]);
+    let load = meta::loadavg();
     let child = run_child(bin, &args, spec.env, timeout)?;
     if !child.ok {
         return Err(format!("{}: {}", child.status, tail(&child.stderr, 5)));
     }
-    let fields = fields_of(&child.stdout)
-        .ok_or_else(|| format!("no result line: {}", tail(&child.stderr, 5)))?;
-    let workload_s = fields
-        .get("workload_s")
-        .and_then(|v| v.parse().ok())
-        .ok_or("result line without workload_s")?;
+    let fields = fields_of(&child.stdout).ok_or_else(|| format!("no result line: {}", tail(&child.stderr, 5)))?;
+    let workload_s = fields.get("workload_s").and_then(|v| v.parse().ok()).ok_or("result line without workload_s")?;
     Ok(Run {
         round,
         workload_s,
@@ -461,6 +397,7 @@ fn measure(
         cpu_s: child.cpu_s,
         max_rss_kib: child.max_rss_kib,
         fields,
+        load,
     })
 }
 
@@ -484,33 +421,19 @@ fn summarize(cell: &Cell) -> Option<Summary> {
         max_s: w.iter().copied().fold(0.0, f64::max),
         process_s: median(&cell.runs.iter().map(|r| r.process_s).collect::<Vec<_>>())?,
         cpu_s: median(&cell.runs.iter().map(|r| r.cpu_s).collect::<Vec<_>>())?,
-        rss_kib: median(
-            &cell
-                .runs
-                .iter()
-                .map(|r| r.max_rss_kib as f64)
-                .collect::<Vec<_>>(),
-        )?,
+        rss_kib: median(&cell.runs.iter().map(|r| r.max_rss_kib as f64).collect::<Vec<_>>())?,
     })
 }
 
 /// The median of a numeric field the runs reported.
 fn field_median(cell: &Cell, key: &str) -> Option<f64> {
-    let v: Vec<f64> = cell
-        .runs
-        .iter()
-        .filter_map(|r| r.fields.get(key).and_then(|v| v.parse().ok()))
-        .collect();
+    let v: Vec<f64> = cell.runs.iter().filter_map(|r| r.fields.get(key).and_then(|v| v.parse().ok())).collect();
     median(&v)
 }
 
 /// Distinct values of a field over the runs, joined.
 fn field_values(cell: &Cell, key: &str) -> String {
-    let mut v: Vec<&str> = cell
-        .runs
-        .iter()
-        .filter_map(|r| r.fields.get(key).map(String::as_str))
-        .collect();
+    let mut v: Vec<&str> = cell.runs.iter().filter_map(|r| r.fields.get(key).map(String::as_str)).collect();
     v.sort_unstable();
     v.dedup();
     v.join("/")
@@ -530,11 +453,9 @@ fn reported(spec: &Spec, cell: &Cell) -> String {
             }
             s
         }
-        "perf-jemalloc" => format!(
-            "opt.prof={}, lg_prof_sample={}",
-            field_values(cell, "prof"),
-            field_values(cell, "lg_prof_sample")
-        ),
+        "perf-jemalloc" => {
+            format!("opt.prof={}, lg_prof_sample={}", field_values(cell, "prof"), field_values(cell, "lg_prof_sample"))
+        }
         "perf-dhat" => match field_median(cell, "profile_write_s") {
             Some(w) => format!("profile written in {w:.2} s after the workload"),
             None => String::new(),
@@ -556,10 +477,7 @@ fn verdict(target: Target, fp: bool, ratio: Option<f64>, rss_ratio: Option<f64>)
         Some(v) => {
             let ok = v <= limit;
             pass &= ok;
-            parts.push(format!(
-                "{what} ≤{limit}x: {}",
-                if ok { "pass" } else { "**FAIL**" }
-            ));
+            parts.push(format!("{what} ≤{limit}x: {}", if ok { "pass" } else { "**FAIL**" }));
         }
         None => {
             pass = false;
@@ -570,10 +488,7 @@ fn verdict(target: Target, fp: bool, ratio: Option<f64>, rss_ratio: Option<f64>)
     if let Some(r) = target.rss {
         check("RSS", r, rss_ratio);
     }
-    Verdict {
-        text: parts.join(", "),
-        pass,
-    }
+    Verdict { text: parts.join(", "), pass }
 }
 
 fn fmt_ratio(r: Option<f64>) -> String {
@@ -604,16 +519,8 @@ fn run(opts: Opts) -> Result<(), String> {
         .builds
         .iter()
         .map(|b| match b.as_str() {
-            "default" => Build {
-                name: "default",
-                rustflags: None,
-                target_dir: target.clone(),
-            },
-            _ => Build {
-                name: "frame-pointers",
-                rustflags: Some(FP_FLAGS),
-                target_dir: target.join("perf-fp"),
-            },
+            "default" => Build { name: "default", rustflags: None, target_dir: target.clone() },
+            _ => Build { name: "frame-pointers", rustflags: Some(FP_FLAGS), target_dir: target.join("perf-fp") },
         })
         .collect();
 
@@ -634,10 +541,7 @@ fn run(opts: Opts) -> Result<(), String> {
     for b in &builds {
         for name in BINS {
             if !bin_path(b, name).exists() {
-                return Err(format!(
-                    "{} is missing (drop --no-build?)",
-                    bin_path(b, name).display()
-                ));
+                return Err(format!("{} is missing (drop --no-build?)", bin_path(b, name).display()));
             }
         }
     }
@@ -646,23 +550,15 @@ fn run(opts: Opts) -> Result<(), String> {
     let all = specs();
     let wanted = |s: &Spec| match &opts.only {
         None => true,
-        Some(only) => only.iter().any(|id| {
-            id == s.id
-                || all
-                    .iter()
-                    .any(|o| o.id == id.as_str() && o.base == Some(s.id))
-        }),
+        Some(only) => {
+            only.iter().any(|id| id == s.id || all.iter().any(|o| o.id == id.as_str() && o.base == Some(s.id)))
+        }
     };
     let mut cells: Vec<Cell> = Vec::new();
     for (bi, _) in builds.iter().enumerate() {
         for (si, s) in all.iter().enumerate() {
             if wanted(s) {
-                cells.push(Cell {
-                    build: bi,
-                    spec: si,
-                    runs: Vec::new(),
-                    failures: Vec::new(),
-                });
+                cells.push(Cell { build: bi, spec: si, runs: Vec::new(), failures: Vec::new() });
             }
         }
     }
@@ -671,15 +567,7 @@ fn run(opts: Opts) -> Result<(), String> {
     let count_params = opts.params.clone();
     let count = measure(
         &bin_path(&builds[0], "perf-count"),
-        &Spec {
-            id: "count",
-            label: "count",
-            bin: "perf-count",
-            args: &[],
-            env: &[],
-            base: None,
-            target: None,
-        },
+        &Spec { id: "count", label: "count", bin: "perf-count", args: &[], env: &[], base: None, target: None },
         &count_params,
         0,
         opts.timeout,
@@ -693,26 +581,21 @@ fn run(opts: Opts) -> Result<(), String> {
 
     // Preflight: every configuration once at a small scale, so a broken one
     // fails in seconds, not after the long rounds.
-    let small = Params {
-        threads: opts.params.threads,
-        scale: (opts.params.scale / 20.0).min(0.05),
-    };
+    let small = Params { threads: opts.params.threads, scale: (opts.params.scale / 20.0).min(0.05) };
     for cell in &cells {
         let (b, s) = (&builds[cell.build], &all[cell.spec]);
         let r = measure(&bin_path(b, s.bin), s, &small, 0, opts.timeout)
             .map_err(|e| format!("preflight {}/{}: {e}", b.name, s.id))?;
-        eprintln!(
-            "perf-run: preflight {}/{} ok ({:.3} s)",
-            b.name, s.id, r.workload_s
-        );
+        eprintln!("perf-run: preflight {}/{} ok ({:.3} s)", b.name, s.id, r.workload_s);
     }
 
-    // 3. Interleaved rounds.
-    let n = cells.len();
+    // 3. Interleaved rounds: the quick configurations of both builds first,
+    // close together in time so that a change in the machine's load hits a
+    // configuration and its base alike, then the slow peers.
+    let (quick, slow): (Vec<usize>, Vec<usize>) = (0..cells.len()).partition(|&i| !is_slow(all[cells[i].spec].id));
     let t0 = Instant::now();
     for round in 0..opts.runs {
-        for k in 0..n {
-            let i = (k + round) % n;
+        for i in rotated(&quick, round).chain(rotated(&slow, round)) {
             let (b, s) = (&builds[cells[i].build], &all[cells[i].spec]);
             match measure(&bin_path(b, s.bin), s, &opts.params, round, opts.timeout) {
                 Ok(r) => {
@@ -730,13 +613,7 @@ fn run(opts: Opts) -> Result<(), String> {
                     cells[i].runs.push(r);
                 }
                 Err(e) => {
-                    eprintln!(
-                        "perf-run: [{}/{}] {}/{} FAILED: {e}",
-                        round + 1,
-                        opts.runs,
-                        b.name,
-                        s.id
-                    );
+                    eprintln!("perf-run: [{}/{}] {}/{} FAILED: {e}", round + 1, opts.runs, b.name, s.id);
                     cells[i].failures.push(format!("round {}: {e}", round + 1));
                 }
             }
@@ -749,18 +626,12 @@ fn run(opts: Opts) -> Result<(), String> {
     for c in &cells {
         for r in &c.runs {
             if let Some(sum) = r.fields.get("checksum") {
-                checksums
-                    .entry(sum.clone())
-                    .or_default()
-                    .push(format!("{}/{}", builds[c.build].name, all[c.spec].id));
+                checksums.entry(sum.clone()).or_default().push(format!("{}/{}", builds[c.build].name, all[c.spec].id));
             }
         }
     }
     if let Some(sum) = count.fields.get("checksum") {
-        checksums
-            .entry(sum.clone())
-            .or_default()
-            .push("count".into());
+        checksums.entry(sum.clone()).or_default().push("count".into());
     }
 
     let machine = Machine::read();
@@ -799,11 +670,7 @@ fn run(opts: Opts) -> Result<(), String> {
     leaktrace::write_atomic(&md_path, md.as_bytes()).map_err(|e| e.to_string())?;
     let js = serde_json::to_string_pretty(&js).map_err(|e| e.to_string())? + "\n";
     leaktrace::write_atomic(&js_path, js.as_bytes()).map_err(|e| e.to_string())?;
-    eprintln!(
-        "perf-run: wrote {} and {}",
-        md_path.display(),
-        js_path.display()
-    );
+    eprintln!("perf-run: wrote {} and {}", md_path.display(), js_path.display());
     print!("{}", headline(&md));
     Ok(())
 }
@@ -825,9 +692,7 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn cell(&self, build: usize, id: &str) -> Option<&Cell> {
-        self.cells
-            .iter()
-            .find(|c| c.build == build && self.specs[c.spec].id == id)
+        self.cells.iter().find(|c| c.build == build && self.specs[c.spec].id == id)
     }
 
     /// (time ratio, RSS ratio) of `cell` to its base in the same build.
@@ -838,15 +703,19 @@ impl Report<'_> {
         }
     }
 
+    /// The ratio of the fastest run to the base's fastest: noise on a shared
+    /// machine only ever adds time, so this is a cross-check of the medians.
+    fn min_ratio(&self, cell: &Cell) -> Option<f64> {
+        self.summaries(cell).map(|(s, b)| s.min_s / b.min_s)
+    }
+
     /// The ratio of process CPU time (user + system) to the base's.
     fn cpu_ratio(&self, cell: &Cell) -> Option<f64> {
         self.summaries(cell).map(|(s, b)| s.cpu_s / b.cpu_s)
     }
 
     fn summaries(&self, cell: &Cell) -> Option<(Summary, Summary)> {
-        let base = self.specs[cell.spec]
-            .base
-            .and_then(|b| self.cell(cell.build, b))?;
+        let base = self.specs[cell.spec].base.and_then(|b| self.cell(cell.build, b))?;
         Some((summarize(cell)?, summarize(base)?))
     }
 }
@@ -854,9 +723,7 @@ impl Report<'_> {
 /// The part of the report printed to the terminal too.
 fn headline(md: &str) -> String {
     let start = md.find("## Targets").unwrap_or(0);
-    let end = md[start..]
-        .find("## All configurations")
-        .map_or(md.len(), |e| start + e);
+    let end = md[start..].find("## All configurations").map_or(md.len(), |e| start + e);
     md[start..end].to_string()
 }
 
@@ -894,13 +761,10 @@ fn render_md(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "- Runs: {} round(s); each round runs every configuration of every build once, round-robin, starting one configuration later each round",
+        "- Runs: {} round(s); each round runs every configuration of every build once, round-robin, starting one configuration later each round: first the quick ones (System, leaktrace, jemalloc and its sampled profiler, both builds), close together in time, then the slow peers (dhat-rs, jemalloc profiling every allocation)",
         r.opts.runs
     );
-    let _ = writeln!(
-        s,
-        "- Builds (release profile, `debug = \"line-tables-only\"`):"
-    );
+    let _ = writeln!(s, "- Builds (release profile, `debug = \"line-tables-only\"`):");
     for (b, cmd) in r.builds.iter().zip(r.build_commands) {
         let _ = writeln!(s, "  - {}: `{}`", b.name, cmd);
     }
@@ -918,11 +782,7 @@ fn render_md(r: &Report) -> String {
             format!("{} build: **{}**", b.name, caps)
         })
         .collect();
-    let _ = writeln!(
-        s,
-        "- Capture method leaktrace used: {}",
-        captures.join("; ")
-    );
+    let _ = writeln!(s, "- Capture method leaktrace used: {}", captures.join("; "));
     match r.checksums.len() {
         0 => {}
         1 => {
@@ -951,15 +811,9 @@ fn render_md(r: &Report) -> String {
     }
     let _ = writeln!(s, "{head}\n{rule}");
     for (id, what) in [
-        (
-            "lt-off",
-            "not tracing (installed, `start` not called), time ≤ 1.02x System",
-        ),
+        ("lt-off", "not tracing (installed, `start` not called), time ≤ 1.02x System"),
         ("lt-sampled", "sampled 512 KiB, time ≤ 1.05x System"),
-        (
-            "lt-exact",
-            "exact, time ≤ 4x System (default) / ≤ 2x (frame pointers); peak RSS ≤ 2x System",
-        ),
+        ("lt-exact", "exact, time ≤ 4x System (default) / ≤ 2x (frame pointers); peak RSS ≤ 2x System"),
     ] {
         let mut row = format!("| {what} |");
         for (bi, b) in r.builds.iter().enumerate() {
@@ -968,14 +822,13 @@ fn render_md(r: &Report) -> String {
                 None => "not run".to_string(),
                 Some(c) => {
                     let (t, rss) = r.ratios(c);
-                    let v = verdict(
-                        spec.target.expect("targets set"),
-                        b.name != "default",
-                        t,
-                        rss,
+                    let v = verdict(spec.target.expect("targets set"), b.name != "default", t, rss);
+                    let mut txt = format!(
+                        "{} time (CPU {}, best {})",
+                        fmt_ratio(t),
+                        fmt_ratio(r.cpu_ratio(c)),
+                        fmt_ratio(r.min_ratio(c))
                     );
-                    let mut txt =
-                        format!("{} time (CPU {})", fmt_ratio(t), fmt_ratio(r.cpu_ratio(c)));
                     if spec.target.and_then(|t| t.rss).is_some() {
                         let _ = write!(txt, ", {} RSS", fmt_ratio(rss));
                     }
@@ -993,34 +846,26 @@ fn render_md(r: &Report) -> String {
     let _ = writeln!(s, "## All configurations\n");
     let _ = writeln!(
         s,
-        "| build | configuration | runs | median (s) | min–max (s) | vs base | base | process (s) | CPU (s) | CPU vs base | peak RSS (MiB) | RSS vs base | reported by the run | target |"
+        "| build | configuration | runs | median (s) | min–max (s) | vs base | best vs best | base | process (s) | CPU (s) | CPU vs base | peak RSS (MiB) | RSS vs base | reported by the run | target |"
     );
-    let _ = writeln!(
-        s,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for c in r.cells {
         let (b, spec) = (&r.builds[c.build], &r.specs[c.spec]);
-        let base_label = spec
-            .base
-            .and_then(|id| r.specs.iter().find(|s| s.id == id))
-            .map_or("—", |s| s.label);
+        let base_label = spec.base.and_then(|id| r.specs.iter().find(|s| s.id == id)).map_or("—", |s| s.label);
         match summarize(c) {
             None => {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | 0 | — | — | — | {} | — | — | — | — | — | failed | — |",
+                    "| {} | {} | 0 | — | — | — | — | {} | — | — | — | — | — | failed | — |",
                     b.name, spec.label, base_label
                 );
             }
             Some(sm) => {
                 let (t, rss) = r.ratios(c);
-                let target = spec.target.map_or("—".to_string(), |tg| {
-                    verdict(tg, b.name != "default", t, rss).text
-                });
+                let target = spec.target.map_or("—".to_string(), |tg| verdict(tg, b.name != "default", t, rss).text);
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {:.3} | {:.3}–{:.3} | {} | {} | {:.3} | {:.3} | {} | {:.1} | {} | {} | {} |",
+                    "| {} | {} | {} | {:.3} | {:.3}–{:.3} | {} | {} | {} | {:.3} | {:.3} | {} | {:.1} | {} | {} | {} |",
                     b.name,
                     spec.label,
                     sm.n,
@@ -1028,6 +873,7 @@ fn render_md(r: &Report) -> String {
                     sm.min_s,
                     sm.max_s,
                     fmt_ratio(t),
+                    fmt_ratio(r.min_ratio(c)),
                     base_label,
                     sm.process_s,
                     sm.cpu_s,
@@ -1044,9 +890,7 @@ fn render_md(r: &Report) -> String {
         .cells
         .iter()
         .flat_map(|c| {
-            c.failures
-                .iter()
-                .map(move |f| format!("- {}/{}: {f}", r.builds[c.build].name, r.specs[c.spec].id))
+            c.failures.iter().map(move |f| format!("- {}/{}: {f}", r.builds[c.build].name, r.specs[c.spec].id))
         })
         .collect();
     if !failures.is_empty() {
@@ -1083,6 +927,7 @@ fn render_json(r: &Report) -> serde_json::Value {
                     "median_process_s": sm.process_s,
                     "median_cpu_s": sm.cpu_s,
                     "cpu_ratio_to_base": r.cpu_ratio(c),
+                    "min_ratio_to_base": r.min_ratio(c),
                     "median_max_rss_kib": sm.rss_kib,
                     "time_ratio_to_base": t,
                     "rss_ratio_to_base": rss,
@@ -1100,6 +945,7 @@ fn render_json(r: &Report) -> serde_json::Value {
                     "workload_s": run.workload_s,
                     "process_s": run.process_s,
                     "cpu_s": run.cpu_s,
+                    "load_average_before": run.load,
                     "max_rss_kib": run.max_rss_kib,
                     "reported": run.fields,
                 })).collect::<Vec<_>>(),

@@ -14,14 +14,5 @@ fn main() {
     let out = workload::run(&params);
     let blocks = out.retained.blocks();
     drop(out.retained);
-    println!(
-        "{}",
-        result_line(
-            "system",
-            &params,
-            out.wall,
-            out.checksum,
-            &[("live_blocks", blocks.to_string())]
-        )
-    );
+    println!("{}", result_line("system", &params, out.wall, out.checksum, &[("live_blocks", blocks.to_string())]));
 }
