@@ -194,9 +194,8 @@ fn cell(b: &BuildResult, id: &str, base: Option<&str>) -> String {
     s
 }
 
-fn render(opts: &Opts, builds: &[BuildResult], command: &str, started: &str) -> String {
+fn render(opts: &Opts, builds: &[BuildResult], command: &str, started: &str, commit: &Commit) -> String {
     let machine = Machine::read();
-    let commit = Commit::read(&meta::workspace_root());
     let mut s = String::new();
     let _ = writeln!(s, "# leaktrace micro-benchmarks (criterion)\n");
     let _ = writeln!(
@@ -280,6 +279,8 @@ fn main() {
     };
     let command = meta::command_line("perf-criterion");
     let started = meta::utc_now();
+    // Before building: the commit and changes the benches are built from.
+    let commit = Commit::read(&meta::workspace_root());
     let root = meta::workspace_root();
     let result = (|| -> Result<(), String> {
         let target = target_dir(&root)?;
@@ -287,7 +288,7 @@ fn main() {
         for b in &opts.builds {
             builds.push(run_build(&root, &target, b, &opts.criterion_args)?);
         }
-        let md = render(&opts, &builds, &command, &started);
+        let md = render(&opts, &builds, &command, &started, &commit);
         std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
         let path = opts.out.join("criterion.md");
         leaktrace::write_atomic(&path, md.as_bytes()).map_err(|e| e.to_string())?;

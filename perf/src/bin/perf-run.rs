@@ -514,6 +514,8 @@ fn run(opts: Opts) -> Result<(), String> {
     let command = meta::command_line("perf-run");
     let started = meta::utc_now();
     let load_before = meta::loadavg();
+    // Before building: the commit and changes the binaries are built from.
+    let commit = Commit::read(&root);
     let target = target_dir(&root)?;
     let builds: Vec<Build> = opts
         .builds
@@ -635,7 +637,6 @@ fn run(opts: Opts) -> Result<(), String> {
     }
 
     let machine = Machine::read();
-    let commit = Commit::read(&root);
     let md = render_md(&Report {
         opts: &opts,
         command: &command,
