@@ -29,12 +29,7 @@ impl log::Log for StderrLog {
     }
     fn log(&self, r: &log::Record) {
         if self.enabled(r.metadata()) {
-            eprintln!(
-                "[{:6.2}s {}] {}",
-                self.0.elapsed().as_secs_f64(),
-                r.level(),
-                r.args()
-            );
+            eprintln!("[{:6.2}s {}] {}", self.0.elapsed().as_secs_f64(), r.level(), r.args());
         }
     }
     fn flush(&self) {}
@@ -75,17 +70,13 @@ async fn handle(id: u64, store: Arc<SessionStore>, routes: Arc<Vec<String>>) {
 }
 
 fn main() {
-    let seconds: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(15);
+    let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(15);
     static LOG: std::sync::OnceLock<StderrLog> = std::sync::OnceLock::new();
     let logger = LOG.get_or_init(|| StderrLog(Instant::now()));
     log::set_logger(logger).expect("logger");
     log::set_max_level(log::LevelFilter::Warn);
 
-    let report_dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/leaktrace-reports");
+    let report_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/leaktrace-reports");
     let monitor = Monitor::builder()
         .interval(Duration::from_secs(1))
         .window(20)
@@ -96,11 +87,7 @@ fn main() {
         .live_tasks_warning(100)
         .start();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(async {
         let store = Arc::new(SessionStore::default());
         let routes = Arc::new(load_routes());
@@ -131,10 +118,7 @@ fn main() {
             Ok(report) => {
                 println!("latest report {}:", path.display());
                 for s in report.diff.top(3) {
-                    println!(
-                        "  #{} {} {:+} B ({:+} blocks)",
-                        s.rank, s.location, s.size_diff, s.count_diff
-                    );
+                    println!("  #{} {} {:+} B ({:+} blocks)", s.rank, s.location, s.size_diff, s.count_diff);
                 }
             }
             Err(e) => eprintln!("{e}"),

@@ -135,9 +135,7 @@ impl LeakCheckBuilder {
                 let (id, prev) = scope::begin();
                 State::Thread { id, prev }
             }
-            CheckScope::Process => State::Process {
-                generation: scope::begin_process(),
-            },
+            CheckScope::Process => State::Process { generation: scope::begin_process() },
         };
         LeakCheck {
             state: Some(state),
@@ -150,13 +148,8 @@ impl LeakCheckBuilder {
 }
 
 enum State {
-    Thread {
-        id: ScopeId,
-        prev: ScopeId,
-    },
-    Process {
-        generation: u32,
-    },
+    Thread { id: ScopeId, prev: ScopeId },
+    Process { generation: u32 },
 }
 
 /// Fails a test when memory allocated during it is still live at its end.
@@ -213,12 +206,7 @@ impl LeakCheck {
 
     /// Settings: scope (thread by default), tolerance, tracing configuration.
     pub fn builder() -> LeakCheckBuilder {
-        LeakCheckBuilder {
-            scope: CheckScope::Thread,
-            tolerance_bytes: 0,
-            tolerance_blocks: 0,
-            config: None,
-        }
+        LeakCheckBuilder { scope: CheckScope::Thread, tolerance_bytes: 0, tolerance_blocks: 0, config: None }
     }
 
     /// What this check counts.
@@ -230,11 +218,7 @@ impl LeakCheck {
     /// `(bytes, blocks)`.
     pub fn live(&self) -> (u64, u64) {
         let _ignore = Guard::with(IGNORE);
-        self.live_stacks()
-            .iter()
-            .fold((0, 0), |(b, n), &(_, bytes, blocks)| {
-                (b + bytes, n + blocks)
-            })
+        self.live_stacks().iter().fold((0, 0), |(b, n), &(_, bytes, blocks)| (b + bytes, n + blocks))
     }
 
     fn live_stacks(&self) -> Vec<(StackId, u64, u64)> {
@@ -251,9 +235,7 @@ impl LeakCheck {
         let _ignore = Guard::with(IGNORE);
         let stacks = self.live_stacks();
         self.end();
-        let (bytes, blocks) = stacks
-            .iter()
-            .fold((0, 0), |(b, n), &(_, sb, sn)| (b + sb, n + sn));
+        let (bytes, blocks) = stacks.iter().fold((0, 0), |(b, n), &(_, sb, sn)| (b + sb, n + sn));
         if bytes <= self.tolerance_bytes && blocks <= self.tolerance_blocks {
             return Ok(());
         }
@@ -288,38 +270,16 @@ fn group_sites(stacks: &[(StackId, u64, u64)]) -> Vec<LeakSite> {
     let settings = crate::settings();
     let mut by_site: HashMap<(String, u32, String), (LeakSite, u64)> = HashMap::new();
     for &(id, bytes, blocks) in stacks {
-        let tb = crate::symbolize::resolve_stack(
-            id,
-            crate::hot::STACKS.get(id),
-            &settings.rules,
-            settings.frames,
-        );
+        let tb = crate::symbolize::resolve_stack(id, crate::hot::STACKS.get(id), &settings.rules, settings.frames);
         let loc = tb.first().cloned().unwrap_or_else(|| Frame {
             function: crate::symbolize::UNKNOWN.into(),
             file: String::new(),
             line: 0,
         });
-        let key = (
-            loc.file.clone(),
-            loc.line,
-            if loc.file.is_empty() {
-                loc.function.clone()
-            } else {
-                String::new()
-            },
-        );
-        let e = by_site.entry(key).or_insert_with(|| {
-            (
-                LeakSite {
-                    rank: 0,
-                    location: loc,
-                    traceback: Vec::new(),
-                    bytes: 0,
-                    blocks: 0,
-                },
-                0,
-            )
-        });
+        let key = (loc.file.clone(), loc.line, if loc.file.is_empty() { loc.function.clone() } else { String::new() });
+        let e = by_site
+            .entry(key)
+            .or_insert_with(|| (LeakSite { rank: 0, location: loc, traceback: Vec::new(), bytes: 0, blocks: 0 }, 0));
         e.0.bytes += bytes;
         e.0.blocks += blocks;
         if e.0.traceback.is_empty() || bytes > e.1 {
@@ -333,9 +293,7 @@ fn group_sites(stacks: &[(StackId, u64, u64)]) -> Vec<LeakSite> {
         b.bytes
             .cmp(&a.bytes)
             .then(b.blocks.cmp(&a.blocks))
-            .then_with(|| {
-                (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line))
-            })
+            .then_with(|| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)))
     });
     for (i, s) in sites.iter_mut().enumerate() {
         s.rank = i + 1;
@@ -402,20 +360,16 @@ impl std::fmt::Display for LeakReport {
             if !s.location.function.is_empty() && !s.location.file.is_empty() {
                 write!(f, " in {}", s.location.function)?;
             }
-            writeln!(
-                f,
-                ": {} bytes in {} block{}",
-                s.bytes,
-                s.blocks,
-                if s.blocks == 1 { "" } else { "s" }
-            )?;
+            writeln!(f, ": {} bytes in {} block{}", s.bytes, s.blocks, if s.blocks == 1 { "" } else { "s" })?;
             if s.rank <= DETAILED_SITES {
                 // The callers in the program's own code: the standard
                 // library's and the test harness's frames say nothing here.
                 let rules = crate::SiteRules::default();
-                let callers = s.traceback.iter().skip(1).filter(|fr| {
-                    crate::symbolize::classify(fr, &rules) == crate::symbolize::FrameKind::Own
-                });
+                let callers = s
+                    .traceback
+                    .iter()
+                    .skip(1)
+                    .filter(|fr| crate::symbolize::classify(fr, &rules) == crate::symbolize::FrameKind::Own);
                 for fr in callers.take(TRACEBACK_LINES) {
                     writeln!(f, "       called from {fr} in {}", fr.function)?;
                 }

@@ -165,21 +165,8 @@ fn key_of(group_by: GroupBy, tb: &[Frame]) -> (Key, Frame) {
     });
     match group_by {
         GroupBy::Line => (Key::Line(site.file.clone(), site.line), site),
-        GroupBy::Function => (
-            Key::Function(site.function.clone()),
-            Frame {
-                line: 0,
-                ..site
-            },
-        ),
-        GroupBy::File => (
-            Key::File(site.file.clone()),
-            Frame {
-                function: String::new(),
-                file: site.file,
-                line: 0,
-            },
-        ),
+        GroupBy::Function => (Key::Function(site.function.clone()), Frame { line: 0, ..site }),
+        GroupBy::File => (Key::File(site.file.clone()), Frame { function: String::new(), file: site.file, line: 0 }),
         GroupBy::Traceback => (Key::Traceback(tb.to_vec()), site),
     }
 }
@@ -190,17 +177,7 @@ fn group(snapshot: &Snapshot, group_by: GroupBy) -> HashMap<Key, (Statistic, u64
     for trace in &snapshot.traces {
         let tb = snapshot.traceback(trace);
         let (key, location) = key_of(group_by, &tb);
-        let e = out.entry(key).or_insert_with(|| {
-            (
-                Statistic {
-                    location,
-                    traceback: Vec::new(),
-                    size: 0,
-                    count: 0,
-                },
-                0,
-            )
-        });
+        let e = out.entry(key).or_insert_with(|| (Statistic { location, traceback: Vec::new(), size: 0, count: 0 }, 0));
         e.0.size += trace.size;
         e.0.count += trace.count;
         if e.0.traceback.is_empty() || trace.size > e.1 {
@@ -223,10 +200,7 @@ impl Snapshot {
     pub fn statistics(&self, group_by: GroupBy) -> Vec<Statistic> {
         let mut v: Vec<Statistic> = group(self, group_by).into_values().map(|(s, _)| s).collect();
         v.sort_by(|a, b| {
-            b.size
-                .cmp(&a.size)
-                .then(b.count.cmp(&a.count))
-                .then_with(|| location_order(&a.location, &b.location))
+            b.size.cmp(&a.size).then(b.count.cmp(&a.count)).then_with(|| location_order(&a.location, &b.location))
         });
         v
     }
@@ -287,8 +261,7 @@ impl Snapshot {
     /// (tracemalloc's `filter_traces`).
     pub fn filter_traces(&self, filters: &[Filter]) -> Snapshot {
         let mut out = self.clone();
-        out.traces
-            .retain(|t| self.site(t).map(|f| Filter::pass_all(filters, f)).unwrap_or(false));
+        out.traces.retain(|t| self.site(t).map(|f| Filter::pass_all(filters, f)).unwrap_or(false));
         out
     }
 }
@@ -333,10 +306,7 @@ fn task_diff(old: &[TaskStat], new: &[TaskStat]) -> Vec<TaskDiff> {
         spawned: 0,
     }));
     out.sort_by(|a, b| {
-        b.live_diff
-            .cmp(&a.live_diff)
-            .then(b.live.cmp(&a.live))
-            .then_with(|| location_order(&a.location, &b.location))
+        b.live_diff.cmp(&a.live_diff).then(b.live.cmp(&a.live)).then_with(|| location_order(&a.location, &b.location))
     });
     out
 }
@@ -391,38 +361,22 @@ pub struct Filter {
 impl Filter {
     /// Keep groups whose file matches `pattern`.
     pub fn include_file(pattern: impl Into<String>) -> Filter {
-        Filter {
-            inclusive: true,
-            pattern: pattern.into(),
-            target: FilterTarget::File,
-        }
+        Filter { inclusive: true, pattern: pattern.into(), target: FilterTarget::File }
     }
 
     /// Drop groups whose file matches `pattern`.
     pub fn exclude_file(pattern: impl Into<String>) -> Filter {
-        Filter {
-            inclusive: false,
-            pattern: pattern.into(),
-            target: FilterTarget::File,
-        }
+        Filter { inclusive: false, pattern: pattern.into(), target: FilterTarget::File }
     }
 
     /// Keep groups whose function matches `pattern`.
     pub fn include_function(pattern: impl Into<String>) -> Filter {
-        Filter {
-            inclusive: true,
-            pattern: pattern.into(),
-            target: FilterTarget::Function,
-        }
+        Filter { inclusive: true, pattern: pattern.into(), target: FilterTarget::Function }
     }
 
     /// Drop groups whose function matches `pattern`.
     pub fn exclude_function(pattern: impl Into<String>) -> Filter {
-        Filter {
-            inclusive: false,
-            pattern: pattern.into(),
-            target: FilterTarget::Function,
-        }
+        Filter { inclusive: false, pattern: pattern.into(), target: FilterTarget::Function }
     }
 
     /// Whether `frame` matches this filter's pattern (ignoring `inclusive`).
@@ -455,11 +409,7 @@ pub(crate) mod tests {
     use crate::snapshot::{Totals, Trace};
 
     fn frame(file: &str, line: u32, function: &str) -> Frame {
-        Frame {
-            function: function.into(),
-            file: file.into(),
-            line,
-        }
+        Frame { function: function.into(), file: file.into(), line }
     }
 
     /// A snapshot with `(site, size, count)` traces, taken at `t` seconds.
@@ -471,11 +421,7 @@ pub(crate) mod tests {
                 frames.push(f.clone());
                 frames.len() - 1
             });
-            out.push(Trace {
-                size: *size,
-                count: *count,
-                frames: vec![idx as u32],
-            });
+            out.push(Trace { size: *size, count: *count, frames: vec![idx as u32] });
         }
         Snapshot {
             label: label.into(),

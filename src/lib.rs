@@ -39,8 +39,8 @@ mod check;
 mod clock;
 mod config;
 mod diff;
-mod monitor;
 pub(crate) mod hot;
+mod monitor;
 mod report;
 mod snapshot;
 mod symbolize;
@@ -51,13 +51,13 @@ mod trend;
 pub mod tokio;
 
 pub use check::*;
-pub use monitor::*;
 pub use config::{CaptureMethod, Config, Mode, SiteRules};
 pub use diff::{
     elapsed_seconds, filter_statistics, DiffTotals, Filter, FilterTarget, GroupBy, SnapshotDiff, SnapshotInfo,
     Statistic, StatisticDiff, TaskDiff,
 };
 pub use hot::alloc::TrackingAllocator;
+pub use monitor::*;
 pub use report::{write_atomic, Error, Result, DIFF_FORMAT, SNAPSHOT_FORMAT, TREND_FORMAT};
 pub use snapshot::{process_memory, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
 pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
@@ -110,13 +110,8 @@ pub(crate) struct Settings {
     pub(crate) rules: SiteRules,
 }
 
-static SETTINGS: Lazy<RwLock<Settings>> = Lazy::new(|| {
-    RwLock::new(Settings {
-        frames: 16,
-        mode: Mode::Full,
-        rules: SiteRules::default(),
-    })
-});
+static SETTINGS: Lazy<RwLock<Settings>> =
+    Lazy::new(|| RwLock::new(Settings { frames: 16, mode: Mode::Full, rules: SiteRules::default() }));
 
 /// Serializes `start`, `stop` and `clear_traces` with each other.
 static CONTROL: Mutex<()> = Mutex::new(());
@@ -156,11 +151,7 @@ pub fn start(config: Config) {
         if s.rules != config.rules || s.frames != config.frames {
             symbolize::forget_sites();
         }
-        *s = Settings {
-            frames: config.frames,
-            mode: config.mode,
-            rules: config.rules,
-        };
+        *s = Settings { frames: config.frames, mode: config.mode, rules: config.rules };
     }
     hot::TRACING.store(true, Release);
 }

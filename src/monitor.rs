@@ -140,22 +140,14 @@ impl MonitorBuilder {
     /// (default 0.5, which the steady verdict requires anyway; raise it to
     /// demand more regular growth).
     pub fn min_grew_fraction(mut self, fraction: f64) -> Self {
-        self.min_grew_fraction = if fraction.is_finite() {
-            fraction.clamp(0.0, 1.0)
-        } else {
-            0.5
-        };
+        self.min_grew_fraction = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.5 };
         self
     }
 
     /// How many times its size at the last report a site must reach to be
     /// reported again while it keeps growing (default 2.0; at least 1.1).
     pub fn rereport_factor(mut self, factor: f64) -> Self {
-        self.rereport_factor = if factor.is_finite() {
-            factor.max(1.1)
-        } else {
-            Monitor::DEFAULT_REREPORT_FACTOR
-        };
+        self.rereport_factor = if factor.is_finite() { factor.max(1.1) } else { Monitor::DEFAULT_REREPORT_FACTOR };
         self
     }
 
@@ -221,19 +213,13 @@ impl MonitorBuilder {
         let _ignore = Guard::with(IGNORE);
         let config = self.config.clone();
         crate::check::ensure_tracing(|| config.unwrap_or_default());
-        let report_dir = self
-            .report_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("leaktrace"));
+        let report_dir = self.report_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("leaktrace"));
         let window = self.window;
         let settings = Settings {
             interval: self.interval,
             report_dir: report_dir.clone(),
             window,
-            min_window: self
-                .min_window
-                .unwrap_or(Monitor::DEFAULT_MIN_WINDOW)
-                .min(window),
+            min_window: self.min_window.unwrap_or(Monitor::DEFAULT_MIN_WINDOW).min(window),
             min_growth_bytes: self.min_growth_bytes,
             min_grew_fraction: self.min_grew_fraction,
             rereport_factor: self.rereport_factor,
@@ -247,14 +233,8 @@ impl MonitorBuilder {
             shared.symbols_ready.store(true, Relaxed);
         }
         let worker = Worker::new(settings, self.callbacks, shared.clone());
-        let thread = std::thread::Builder::new()
-            .name("leaktrace-monitor".into())
-            .spawn(move || worker.run())?;
-        Ok(Monitor {
-            shared,
-            thread: Some(thread),
-            report_dir,
-        })
+        let thread = std::thread::Builder::new().name("leaktrace-monitor".into()).spawn(move || worker.run())?;
+        Ok(Monitor { shared, thread: Some(thread), report_dir })
     }
 }
 
@@ -264,28 +244,26 @@ impl MonitorBuilder {
 fn warm_symbols(shared: Arc<Shared>) {
     fn anchor() {}
     let ip = anchor as fn() as usize;
-    let spawned = std::thread::Builder::new()
-        .name("leaktrace-symbols".into())
-        .spawn({
-            let shared = shared.clone();
-            move || {
-                let _ignore = Guard::with(IGNORE);
-                let _ = crate::symbolize::resolve_ip(ip);
-                // A few allocation stacks seen so far: they go through the
-                // allocator, `alloc` and `std`, whose line tables every
-                // report needs.
-                let settings = crate::settings();
-                let known = crate::hot::STACKS.len().min(WARM_STACKS) as StackId;
-                for id in 0..known {
-                    if shared.stopping() {
-                        break;
-                    }
-                    let ips = crate::hot::STACKS.get(id);
-                    crate::symbolize::resolve_stack(id, ips, &settings.rules, settings.frames);
+    let spawned = std::thread::Builder::new().name("leaktrace-symbols".into()).spawn({
+        let shared = shared.clone();
+        move || {
+            let _ignore = Guard::with(IGNORE);
+            let _ = crate::symbolize::resolve_ip(ip);
+            // A few allocation stacks seen so far: they go through the
+            // allocator, `alloc` and `std`, whose line tables every
+            // report needs.
+            let settings = crate::settings();
+            let known = crate::hot::STACKS.len().min(WARM_STACKS) as StackId;
+            for id in 0..known {
+                if shared.stopping() {
+                    break;
                 }
-                shared.symbols_ready.store(true, Relaxed);
+                let ips = crate::hot::STACKS.get(id);
+                crate::symbolize::resolve_stack(id, ips, &settings.rules, settings.frames);
             }
-        });
+            shared.symbols_ready.store(true, Relaxed);
+        }
+    });
     if spawned.is_err() {
         shared.symbols_ready.store(true, Relaxed);
     }
@@ -374,10 +352,7 @@ pub struct Monitor {
 
 impl std::fmt::Debug for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Monitor")
-            .field("report_dir", &self.report_dir)
-            .field("stats", &self.stats())
-            .finish()
+        f.debug_struct("Monitor").field("report_dir", &self.report_dir).field("stats", &self.stats()).finish()
     }
 }
 
@@ -745,11 +720,7 @@ struct Entry {
 
 impl Entry {
     fn bytes_of(&self, id: StackId) -> Option<(u64, u64)> {
-        self.raw
-            .stacks
-            .binary_search_by_key(&id, |s| s.0)
-            .ok()
-            .map(|i| (self.raw.stacks[i].1, self.raw.stacks[i].2))
+        self.raw.stacks.binary_search_by_key(&id, |s| s.0).ok().map(|i| (self.raw.stacks[i].1, self.raw.stacks[i].2))
     }
 
     fn heap_bytes(&self) -> usize {
@@ -766,11 +737,7 @@ impl Entry {
 type SiteKey = (String, u32, String);
 
 fn site_key(f: &Frame) -> SiteKey {
-    let func = if f.file.is_empty() {
-        f.function.clone()
-    } else {
-        String::new()
-    };
+    let func = if f.file.is_empty() { f.function.clone() } else { String::new() };
     (f.file.clone(), f.line, func)
 }
 
@@ -852,8 +819,7 @@ impl Worker {
             // Fixed rate: the next slot of the schedule that is still ahead.
             let elapsed = start.elapsed().as_nanos();
             slot = (slot + 1).max(elapsed / interval_ns + 1);
-            let at =
-                start + Duration::from_nanos((slot * interval_ns).min(u64::MAX as u128) as u64);
+            let at = start + Duration::from_nanos((slot * interval_ns).min(u64::MAX as u128) as u64);
             if !self.shared.sleep_until(at) {
                 break;
             }
@@ -931,9 +897,7 @@ impl Worker {
             return;
         }
         let baseline = *self.baseline_rss.get_or_insert(pm.rss_bytes);
-        let threshold = *self
-            .rss_threshold
-            .get_or_insert((baseline as f64 * multiple) as u64);
+        let threshold = *self.rss_threshold.get_or_insert((baseline as f64 * multiple) as u64);
         if pm.rss_bytes <= threshold {
             return;
         }
@@ -968,18 +932,10 @@ impl Worker {
             return;
         }
         self.tasks_warned = Some(live);
-        let mut counts: Vec<TaskCount> = latest
-            .tasks
-            .iter()
-            .filter(|t| t.live > 0)
-            .copied()
-            .collect();
+        let mut counts: Vec<TaskCount> = latest.tasks.iter().filter(|t| t.live > 0).copied().collect();
         crate::tasks::sort_counts(&mut counts);
-        let finding = Finding::Tasks(TasksFinding {
-            live,
-            threshold,
-            sites: counts.iter().map(TaskCount::stat).collect(),
-        });
+        let finding =
+            Finding::Tasks(TasksFinding { live, threshold, sites: counts.iter().map(TaskCount::stat).collect() });
         log::warn!("{finding}");
         self.shared.stats.lock().task_warnings += 1;
         findings.push(finding);
@@ -995,21 +951,10 @@ impl Worker {
             if bytes <= first.bytes_of(id).map_or(0, |b| b.0) {
                 continue;
             }
-            let sizes: Vec<u64> = self
-                .window
-                .iter()
-                .map(|e| e.bytes_of(id).map_or(0, |b| b.0))
-                .collect();
+            let sizes: Vec<u64> = self.window.iter().map(|e| e.bytes_of(id).map_or(0, |b| b.0)).collect();
             let trend = analyze_series(times, &sizes);
-            if trend.verdict == Verdict::Steady
-                && trend.grew_fraction >= self.settings.min_grew_fraction
-            {
-                out.push(Candidate {
-                    id,
-                    sizes,
-                    blocks,
-                    trend,
-                });
+            if trend.verdict == Verdict::Steady && trend.grew_fraction >= self.settings.min_grew_fraction {
+                out.push(Candidate { id, sizes, blocks, trend });
             }
         }
         out
@@ -1021,11 +966,7 @@ impl Worker {
             return;
         }
         let t0 = self.window[0].raw.monotonic_seconds;
-        let times: Vec<f64> = self
-            .window
-            .iter()
-            .map(|e| e.raw.monotonic_seconds - t0)
-            .collect();
+        let times: Vec<f64> = self.window.iter().map(|e| e.raw.monotonic_seconds - t0).collect();
         let window_seconds = times.last().copied().unwrap_or(0.0);
         let min_growth = self.settings.min_growth_bytes;
         let net = |t: &SeriesTrend| t.last.saturating_sub(t.first);
@@ -1044,12 +985,8 @@ impl Worker {
             if self.shared.stopping() {
                 return;
             }
-            let tb = crate::symbolize::resolve_stack(
-                c.id,
-                crate::hot::STACKS.get(c.id),
-                &settings.rules,
-                settings.frames,
-            );
+            let tb =
+                crate::symbolize::resolve_stack(c.id, crate::hot::STACKS.get(c.id), &settings.rules, settings.frames);
             let g = groups.entry(site_key(&tb[0])).or_insert_with(|| Group {
                 location: tb[0].clone(),
                 traceback: tb.to_vec(),
@@ -1069,9 +1006,7 @@ impl Worker {
                 g.traceback = tb.to_vec();
             }
             if net(&c.trend) > min_growth
-                && g.strongest.as_ref().map_or(true, |(s, _)| {
-                    c.trend.slope_bytes_per_sec > s.slope_bytes_per_sec
-                })
+                && g.strongest.as_ref().is_none_or(|(s, _)| c.trend.slope_bytes_per_sec > s.slope_bytes_per_sec)
             {
                 g.strongest = Some((c.trend, c.sizes.clone()));
             }
@@ -1119,19 +1054,12 @@ impl Worker {
             let key = site_key(&s.location);
             match self.sites.get_mut(&key) {
                 None => {
-                    self.sites.insert(
-                        key,
-                        SiteState {
-                            reported_bytes: s.size_bytes,
-                            last_tick: self.tick,
-                        },
-                    );
+                    self.sites.insert(key, SiteState { reported_bytes: s.size_bytes, last_tick: self.tick });
                     s.fresh = true;
                 }
                 Some(st) => {
                     st.last_tick = self.tick;
-                    let regrown = s.size_bytes as f64
-                        >= st.reported_bytes as f64 * self.settings.rereport_factor
+                    let regrown = s.size_bytes as f64 >= st.reported_bytes as f64 * self.settings.rereport_factor
                         && s.size_bytes.saturating_sub(st.reported_bytes) > min_growth;
                     if regrown {
                         st.reported_bytes = s.size_bytes;
@@ -1176,11 +1104,7 @@ impl Worker {
         }
         drop(stats);
         for (i, repeat) in fresh {
-            let finding = Finding::Leak(LeakFinding {
-                suspect: suspects[i].clone(),
-                report: report.clone(),
-                repeat,
-            });
+            let finding = Finding::Leak(LeakFinding { suspect: suspects[i].clone(), report: report.clone(), repeat });
             log::warn!("{finding}");
             findings.push(finding);
         }
@@ -1190,8 +1114,7 @@ impl Worker {
     /// they grow again, that is a new finding.
     fn forget_sites(&mut self) {
         let (tick, window) = (self.tick, self.settings.window as u64);
-        self.sites
-            .retain(|_, st| tick.saturating_sub(st.last_tick) <= window);
+        self.sites.retain(|_, st| tick.saturating_sub(st.last_tick) <= window);
     }
 
     fn snapshot_of(&self, e: &Entry) -> Snapshot {
@@ -1214,12 +1137,7 @@ impl Worker {
             if self.shared.stopping() {
                 return None;
             }
-            crate::symbolize::resolve_stack(
-                id,
-                crate::hot::STACKS.get(id),
-                &settings.rules,
-                settings.frames,
-            );
+            crate::symbolize::resolve_stack(id, crate::hot::STACKS.get(id), &settings.rules, settings.frames);
         }
         let older = self.snapshot_of(first);
         let newer = self.snapshot_of(last);
@@ -1261,10 +1179,7 @@ impl Worker {
         let dir = &self.settings.report_dir;
         let path = dir.join(name);
         let written = std::fs::create_dir_all(dir)
-            .map_err(|io| crate::Error::Io {
-                path: dir.clone(),
-                io,
-            })
+            .map_err(|io| crate::Error::Io { path: dir.clone(), io })
             .and_then(|()| crate::write_atomic(&path, report.to_json().as_bytes()));
         match written {
             Ok(()) => Some(path),
@@ -1319,19 +1234,12 @@ mod tests {
 
     fn feed(w: &mut Worker, stacks: &[(StackId, u64)]) -> Vec<Finding> {
         let t = w.tick as f64;
-        let mut stacks: Vec<(StackId, u64, u64)> =
-            stacks.iter().map(|&(id, b)| (id, b, b / 100)).collect();
+        let mut stacks: Vec<(StackId, u64, u64)> = stacks.iter().map(|&(id, b)| (id, b, b / 100)).collect();
         stacks.retain(|s| s.1 > 0);
         stacks.sort_unstable_by_key(|s| s.0);
         w.judge(Entry {
             tick: w.tick,
-            raw: RawSnapshot {
-                stacks,
-                unix_seconds: 1.8e9 + t,
-                monotonic_seconds: 100.0 + t,
-                current: 0,
-                peak: 0,
-            },
+            raw: RawSnapshot { stacks, unix_seconds: 1.8e9 + t, monotonic_seconds: 100.0 + t, current: 0, peak: 0 },
             process: None,
             tasks: Vec::new(),
             tracker_bytes: 0,
@@ -1349,8 +1257,7 @@ mod tests {
 
     #[test]
     fn reports_a_steady_stack_once_then_on_doubling_then_after_a_pause() {
-        let dir =
-            std::env::temp_dir().join(format!("leaktrace-monitor-unit-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("leaktrace-monitor-unit-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut w = worker(&dir);
         // A leaks 1000 B per tick; B churns 5000 B; C steps once.
@@ -1360,23 +1267,13 @@ mod tests {
         for i in 0..5 {
             all.push(feed(&mut w, &[(A, 1000 * i), (B, churn(i)), (C, step(i))]));
         }
-        assert!(
-            all[..4].iter().all(|f| f.is_empty()),
-            "nothing before min_window"
-        );
+        assert!(all[..4].iter().all(|f| f.is_empty()), "nothing before min_window");
         let first = leaks(&all[4]);
         assert_eq!(first.len(), 1);
         let l = first[0];
         assert!(!l.repeat && l.suspect.fresh);
         assert_eq!(l.suspect.verdict, Verdict::Steady);
-        assert_eq!(
-            (
-                l.suspect.size_first,
-                l.suspect.size_bytes,
-                l.suspect.growth_bytes
-            ),
-            (0, 4000, 4000)
-        );
+        assert_eq!((l.suspect.size_first, l.suspect.size_bytes, l.suspect.growth_bytes), (0, 4000, 4000));
         assert_eq!(l.suspect.sizes, vec![0, 1000, 2000, 3000, 4000]);
         assert!((l.suspect.slope_bytes_per_sec - 1000.0).abs() < 1e-6);
         let path = l.report.clone().expect("a report");
@@ -1389,10 +1286,7 @@ mod tests {
 
         // Growing on, but not yet doubled: silent.
         for i in 5..8 {
-            assert!(
-                feed(&mut w, &[(A, 1000 * i), (B, churn(i)), (C, step(i))]).is_empty(),
-                "tick {i}"
-            );
+            assert!(feed(&mut w, &[(A, 1000 * i), (B, churn(i)), (C, step(i))]).is_empty(), "tick {i}");
         }
         // Doubled since the report (8000 >= 2 x 4000): reported again.
         let again = feed(&mut w, &[(A, 8000), (B, churn(8)), (C, step(8))]);
@@ -1422,8 +1316,7 @@ mod tests {
 
     #[test]
     fn churn_and_steps_are_never_findings() {
-        let dir =
-            std::env::temp_dir().join(format!("leaktrace-monitor-unit2-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("leaktrace-monitor-unit2-{}", std::process::id()));
         let mut w = worker(&dir);
         for i in 0..40u64 {
             let pool = [0, 300_000, 100_000, 900_000, 0][(i % 5) as usize];
@@ -1436,11 +1329,7 @@ mod tests {
 
     #[test]
     fn suspects_go_first_in_the_diff() {
-        let fr = |line| Frame {
-            function: "f".into(),
-            file: "src/a.rs".into(),
-            line,
-        };
+        let fr = |line| Frame { function: "f".into(), file: "src/a.rs".into(), line };
         let site = |line, size_diff| crate::StatisticDiff {
             rank: 0,
             location: fr(line),
@@ -1451,12 +1340,7 @@ mod tests {
             growth_bytes_per_sec: 0.0,
             traceback: vec![fr(line)],
         };
-        let info = crate::SnapshotInfo {
-            label: String::new(),
-            taken_at: String::new(),
-            current_bytes: 0,
-            blocks: 0,
-        };
+        let info = crate::SnapshotInfo { label: String::new(), taken_at: String::new(), current_bytes: 0, blocks: 0 };
         let mut diff = SnapshotDiff {
             group_by: GroupBy::Line,
             from: info.clone(),
@@ -1485,11 +1369,7 @@ mod tests {
             fresh: true,
         };
         suspects_first(&mut diff, &[suspect]);
-        let order: Vec<(u32, usize)> = diff
-            .sites
-            .iter()
-            .map(|s| (s.location.line, s.rank))
-            .collect();
+        let order: Vec<(u32, usize)> = diff.sites.iter().map(|s| (s.location.line, s.rank)).collect();
         assert_eq!(order, vec![(3, 1), (1, 2), (2, 3)]);
     }
 

@@ -72,31 +72,20 @@ fn json_error(path: &Path, e: serde_json::Error) -> Error {
         Some(i) => message[..i].to_string(),
         None => message,
     };
-    Error::Json {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message,
-    }
+    Error::Json { path: path.to_path_buf(), line: e.line(), column: e.column(), message }
 }
 
 /// Reads `path` as JSON of the leaktrace kind `expected` (its `format`
 /// without the version, e.g. `"leaktrace.snapshot"`), checking the format
 /// field before the rest.
 pub(crate) fn read_kind<T: DeserializeOwned>(path: &Path, expected: &str) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|io| Error::Io {
-        path: path.to_path_buf(),
-        io,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|io| Error::Io { path: path.to_path_buf(), io })?;
     parse_kind(path, &text, expected)
 }
 
 /// Like [`read_kind`], on text already read.
 pub(crate) fn parse_kind<T: DeserializeOwned>(path: &Path, text: &str, expected: &str) -> Result<T> {
-    let format_err = |message: String| Error::Format {
-        path: path.to_path_buf(),
-        message,
-    };
+    let format_err = |message: String| Error::Format { path: path.to_path_buf(), message };
     if text.trim().is_empty() {
         return Err(format_err("empty file, expected JSON".into()));
     }
@@ -159,18 +148,14 @@ pub(crate) fn to_json<T: Serialize>(format: &'static str, body: &T) -> String {
 /// directory, flushed to disk, then renamed over `path`. Readers see the old
 /// file or the new one, never half of one.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let io = |io| Error::Io {
-        path: path.to_path_buf(),
-        io,
-    };
+    let io = |io| Error::Io { path: path.to_path_buf(), io };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().ok_or_else(|| Error::Format {
-        path: path.to_path_buf(),
-        message: "not a file path".into(),
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Format { path: path.to_path_buf(), message: "not a file path".into() })?;
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{}.{}.{n}.tmp", name.to_string_lossy(), std::process::id()));
@@ -263,9 +248,7 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        parse_kind::<Snapshot>(Path::new("x.json"), text, "leaktrace.snapshot")
-            .unwrap_err()
-            .to_string()
+        parse_kind::<Snapshot>(Path::new("x.json"), text, "leaktrace.snapshot").unwrap_err().to_string()
     }
 
     #[test]

@@ -164,10 +164,8 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
         e.0 += bytes;
         e.1 += blocks;
     }
-    let mut traces: Vec<Trace> = traces
-        .into_iter()
-        .map(|(frames, (size, count))| Trace { size, count, frames })
-        .collect();
+    let mut traces: Vec<Trace> =
+        traces.into_iter().map(|(frames, (size, count))| Trace { size, count, frames }).collect();
     traces.sort_by(|a, b| b.size.cmp(&a.size).then(b.count.cmp(&a.count)).then(a.frames.cmp(&b.frames)));
     let sampled = settings.mode != crate::Mode::Full;
     Snapshot {
@@ -207,20 +205,13 @@ pub fn process_memory() -> Option<ProcessMemory> {
     // SAFETY: sysconf has no memory-safety preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     let page = if page > 0 { page as u64 } else { 4096 };
-    Some(ProcessMemory {
-        rss_bytes: rss_pages * page,
-        vms_bytes: vms_pages * page,
-    })
+    Some(ProcessMemory { rss_bytes: rss_pages * page, vms_bytes: vms_pages * page })
 }
 
 impl Snapshot {
     /// The traceback of `trace`, as frames.
     pub fn traceback(&self, trace: &Trace) -> Vec<Frame> {
-        trace
-            .frames
-            .iter()
-            .filter_map(|&i| self.frames.get(i as usize).cloned())
-            .collect()
+        trace.frames.iter().filter_map(|&i| self.frames.get(i as usize).cloned()).collect()
     }
 
     /// The call site of `trace` (its first frame).

@@ -50,8 +50,20 @@ const SHIMS: &[&str] = &[
 const STD_PATHS: &[&str] = &["/rustc/", "/rust/deps/", "/lib/rustlib/src/rust/", "/library/std/src/"];
 const DEP_PATHS: &[&str] = &["/.cargo/registry/", "/registry/src/", "/.cargo/git/", "/git/checkouts/"];
 const STD_CRATES: &[&str] = &[
-    "std::", "core::", "alloc::", "hashbrown::", "<std::", "<core::", "<alloc::", "<hashbrown::", "<&",
-    "<[", "<(", "<usize", "<u8", "<str",
+    "std::",
+    "core::",
+    "alloc::",
+    "hashbrown::",
+    "<std::",
+    "<core::",
+    "<alloc::",
+    "<hashbrown::",
+    "<&",
+    "<[",
+    "<(",
+    "<usize",
+    "<u8",
+    "<str",
 ];
 
 /// Classifies one resolved frame under `rules`.
@@ -67,7 +79,8 @@ pub(crate) fn classify(frame: &Frame, rules: &SiteRules) -> FrameKind {
         return FrameKind::Tracker;
     }
     let file = frame.file.as_str();
-    if file.starts_with(OWN_SRC) || (file.is_empty() && (f.starts_with("leaktrace::") || f.starts_with("<leaktrace::"))) {
+    if file.starts_with(OWN_SRC) || (file.is_empty() && (f.starts_with("leaktrace::") || f.starts_with("<leaktrace::")))
+    {
         return FrameKind::Tracker;
     }
     if file.is_empty() {
@@ -97,10 +110,7 @@ pub(crate) fn classify(frame: &Frame, rules: &SiteRules) -> FrameKind {
 pub(crate) fn choose_site(frames: &[Frame], rules: &SiteRules) -> usize {
     let kinds: Vec<FrameKind> = frames.iter().map(|f| classify(f, rules)).collect();
     let first = |k: FrameKind| kinds.iter().position(|&x| x == k);
-    first(FrameKind::Own)
-        .or_else(|| first(FrameKind::Dependency))
-        .or_else(|| first(FrameKind::Std))
-        .unwrap_or(0)
+    first(FrameKind::Own).or_else(|| first(FrameKind::Dependency)).or_else(|| first(FrameKind::Std)).unwrap_or(0)
 }
 
 /// Drops a leading `./` (debug info records paths relative to the build
@@ -134,11 +144,7 @@ pub(crate) fn resolve_ip(ip: usize) -> Arc<[Frame]> {
         frames.push(Frame { function, file, line });
     });
     if frames.is_empty() {
-        frames.push(Frame {
-            function: UNKNOWN.to_string(),
-            file: String::new(),
-            line: 0,
-        });
+        frames.push(Frame { function: UNKNOWN.to_string(), file: String::new(), line: 0 });
     }
     let frames: Arc<[Frame]> = frames.into();
     IPS.lock().insert(ip, frames.clone());
@@ -155,12 +161,7 @@ pub(crate) fn resolve_stack(id: StackId, ips: &[usize], rules: &SiteRules, nfram
         all.extend(resolve_ip(ip).iter().cloned());
     }
     let tb: Arc<[Frame]> = if all.is_empty() {
-        vec![Frame {
-            function: UNKNOWN.to_string(),
-            file: String::new(),
-            line: 0,
-        }]
-        .into()
+        vec![Frame { function: UNKNOWN.to_string(), file: String::new(), line: 0 }].into()
     } else {
         let site = choose_site(&all, rules);
         all.drain(..site);
@@ -181,11 +182,7 @@ mod tests {
     use super::*;
 
     fn fr(function: &str, file: &str) -> Frame {
-        Frame {
-            function: function.into(),
-            file: file.into(),
-            line: 1,
-        }
+        Frame { function: function.into(), file: file.into(), line: 1 }
     }
 
     #[test]
@@ -193,7 +190,10 @@ mod tests {
         let rules = SiteRules::default();
         let frames = vec![
             fr("leaktrace::hot::on_alloc", &format!("{OWN_SRC}hot/mod.rs")),
-            fr("<leaktrace::TrackingAllocator<A> as core::alloc::global::GlobalAlloc>::alloc", &format!("{OWN_SRC}hot/alloc.rs")),
+            fr(
+                "<leaktrace::TrackingAllocator<A> as core::alloc::global::GlobalAlloc>::alloc",
+                &format!("{OWN_SRC}hot/alloc.rs"),
+            ),
             fr("__rustc::__rust_alloc", "/home/me/app/src/main.rs"),
             fr("alloc::raw_vec::finish_grow", "/rustc/abc/library/alloc/src/raw_vec.rs"),
             fr("hashbrown::raw::RawTable<T,A>::reserve_rehash", "/rust/deps/hashbrown-0.15.2/src/raw/mod.rs"),

@@ -52,11 +52,7 @@ impl SiteCounts {
     }
 
     pub(crate) fn location(&self) -> Frame {
-        Frame {
-            function: self.function().to_string(),
-            file: self.file.to_string(),
-            line: self.line,
-        }
+        Frame { function: self.function().to_string(), file: self.file.to_string(), line: self.line }
     }
 }
 
@@ -71,11 +67,7 @@ pub(crate) struct TaskCount {
 
 impl TaskCount {
     pub(crate) fn stat(&self) -> TaskStat {
-        TaskStat {
-            location: self.site.location(),
-            live: self.live,
-            spawned: self.spawned,
-        }
+        TaskStat { location: self.site.location(), live: self.live, spawned: self.spawned }
     }
 
     /// `file:line`, without resolving the function.
@@ -271,21 +263,13 @@ pub(crate) fn task_counts() -> Vec<TaskCount> {
     let sites: Vec<&'static SiteCounts> = REGISTRY.lock().clone();
     sites
         .into_iter()
-        .map(|site| TaskCount {
-            site,
-            live: site.live.load(Relaxed),
-            spawned: site.spawned.load(Relaxed),
-        })
+        .map(|site| TaskCount { site, live: site.live.load(Relaxed), spawned: site.spawned.load(Relaxed) })
         .collect()
 }
 
 /// Orders counts for display: most live first, then file and line.
 pub(crate) fn sort_counts(v: &mut [TaskCount]) {
-    v.sort_by(|a, b| {
-        b.live
-            .cmp(&a.live)
-            .then_with(|| a.file_line().cmp(&b.file_line()))
-    });
+    v.sort_by(|a, b| b.live.cmp(&a.live).then_with(|| a.file_line().cmp(&b.file_line())));
 }
 
 pub(crate) fn task_stats() -> Vec<TaskStat> {
@@ -311,16 +295,9 @@ mod tests {
             .find(|s| s.location.line == here && same_file(&s.location.file, file!()))
             .expect("site listed");
         assert_eq!((stat.live, stat.spawned), (3, 3));
-        assert!(
-            stat.location.function.contains("counts_by_line"),
-            "{:?}",
-            stat.location
-        );
+        assert!(stat.location.function.contains("counts_by_line"), "{:?}", stat.location);
         drop(guards);
-        let stat = live_tasks()
-            .into_iter()
-            .find(|s| s.location.line == here)
-            .unwrap();
+        let stat = live_tasks().into_iter().find(|s| s.location.line == here).unwrap();
         assert_eq!((stat.live, stat.spawned), (0, 3));
     }
 

@@ -108,15 +108,7 @@ pub fn analyze_series(times: &[f64], sizes: &[u64]) -> SeriesTrend {
     } else {
         Verdict::Churn
     };
-    SeriesTrend {
-        first,
-        last,
-        min,
-        max,
-        slope_bytes_per_sec: slope(times, sizes),
-        grew_fraction,
-        verdict,
-    }
+    SeriesTrend { first, last, min, max, slope_bytes_per_sec: slope(times, sizes), grew_fraction, verdict }
 }
 
 /// Least-squares slope of `ys` over `xs`; 0 when the times do not vary.
@@ -214,11 +206,7 @@ pub fn trend(snapshots: &[Snapshot], group_by: GroupBy) -> Trend {
     let mut order: Vec<&Snapshot> = snapshots.iter().collect();
     order.sort_by(|a, b| a.unix_seconds.total_cmp(&b.unix_seconds));
     let Some(&origin) = order.first() else {
-        return Trend {
-            group_by,
-            snapshots: Vec::new(),
-            sites: Vec::new(),
-        };
+        return Trend { group_by, snapshots: Vec::new(), sites: Vec::new() };
     };
     let times: Vec<f64> = order.iter().map(|s| elapsed_seconds(origin, s)).collect();
     let n = order.len();
@@ -237,9 +225,7 @@ pub fn trend(snapshots: &[Snapshot], group_by: GroupBy) -> Trend {
                     0,
                 ),
             };
-            let row = rows
-                .entry(key)
-                .or_insert_with(|| (stat.location.clone(), vec![0; n], 0, Vec::new()));
+            let row = rows.entry(key).or_insert_with(|| (stat.location.clone(), vec![0; n], 0, Vec::new()));
             row.1[i] = stat.size;
             row.2 = stat.count;
             row.0 = stat.location;
@@ -321,11 +307,7 @@ mod tests {
     use crate::diff::tests::snap;
 
     fn frame(file: &str, line: u32) -> Frame {
-        Frame {
-            function: format!("f{line}"),
-            file: file.into(),
-            line,
-        }
+        Frame { function: format!("f{line}"), file: file.into(), line }
     }
 
     #[test]
@@ -368,7 +350,11 @@ mod tests {
                 snap(
                     &format!("s{i}"),
                     i as f64 * 10.0,
-                    &[(leak.clone(), 1000 * i as u64 + 1, 1), (load.clone(), load_size, 1), (churn.clone(), churn_size, 1)],
+                    &[
+                        (leak.clone(), 1000 * i as u64 + 1, 1),
+                        (load.clone(), load_size, 1),
+                        (churn.clone(), churn_size, 1),
+                    ],
                 )
             })
             .collect();

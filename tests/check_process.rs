@@ -42,13 +42,8 @@ fn process_scope_sees_other_threads() {
     eprintln!("{report}");
     let top = &report.sites[0];
     assert!(is_file(&top.location.file, "check_process.rs"), "{top:?}");
-    assert_eq!(
-        (top.location.line, top.bytes, top.blocks),
-        (line, 5 * 2048, 5)
-    );
-    assert!(report
-        .to_string()
-        .contains(&format!("check_process.rs:{line}")));
+    assert_eq!((top.location.line, top.bytes, top.blocks), (line, 5 * 2048, 5));
+    assert!(report.to_string().contains(&format!("check_process.rs:{line}")));
     assert!(report.to_string().contains("by any thread"));
 
     let check = LeakCheck::begin();
@@ -59,7 +54,7 @@ fn process_scope_sees_other_threads() {
     // Old blocks freed while as many new ones are kept at the same line:
     // no growth per stack, but every kept block is new, and leaks.
     let replaced_line = marker_line(SRC, "MARK: replace");
-    let mut pool: Vec<Vec<u8>> = (0..8).map(|i| make_block(i)).collect();
+    let mut pool: Vec<Vec<u8>> = (0..8).map(make_block).collect();
     let check = LeakCheck::begin();
     for (i, slot) in pool.iter_mut().enumerate() {
         *slot = make_block(i);

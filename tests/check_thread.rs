@@ -52,10 +52,7 @@ fn thread_scope_finds_the_leak_and_ignores_other_threads() {
     assert_eq!((report.bytes, report.blocks), (3000, 3));
     let top = &report.sites[0];
     assert!(is_file(&top.location.file, "check_thread.rs"), "{top:?}");
-    assert_eq!(
-        (top.location.line, top.rank, top.bytes, top.blocks),
-        (line, 1, 3000, 3)
-    );
+    assert_eq!((top.location.line, top.rank, top.bytes, top.blocks), (line, 1, 3000, 3));
     assert!(top.location.function.contains("leaky"), "{top:?}");
     assert!(msg.contains(&format!("check_thread.rs:{line}")), "{msg}");
     assert!(msg.contains("3000 bytes in 3 blocks"), "{msg}");
@@ -87,13 +84,8 @@ fn thread_scope_finds_the_leak_and_ignores_other_threads() {
     }
     let before = KEPT_BY_OTHER.lock().unwrap().len();
     std::thread::sleep(Duration::from_millis(20));
-    assert!(
-        KEPT_BY_OTHER.lock().unwrap().len() > before,
-        "the other thread leaks"
-    );
-    check
-        .finish()
-        .expect("the thread scope ignores the other thread");
+    assert!(KEPT_BY_OTHER.lock().unwrap().len() > before, "the other thread leaks");
+    check.finish().expect("the thread scope ignores the other thread");
     stop.store(true, Ordering::Relaxed);
     other.join().unwrap();
 
@@ -104,24 +96,13 @@ fn thread_scope_finds_the_leak_and_ignores_other_threads() {
     check.finish().expect("freed elsewhere is freed");
 
     // Tolerance in bytes and blocks.
-    let check = LeakCheck::builder()
-        .tolerance_bytes(2000)
-        .tolerance_blocks(2)
-        .begin();
+    let check = LeakCheck::builder().tolerance_bytes(2000).tolerance_blocks(2).begin();
     leaky(2);
     check.finish().expect("within tolerance");
-    let check = LeakCheck::builder()
-        .tolerance_bytes(2000)
-        .tolerance_blocks(2)
-        .begin();
+    let check = LeakCheck::builder().tolerance_bytes(2000).tolerance_blocks(2).begin();
     leaky(3);
     let report = check.finish().expect_err("past tolerance");
-    assert!(
-        report
-            .to_string()
-            .contains("tolerance: 2000 bytes, 2 blocks"),
-        "{report}"
-    );
+    assert!(report.to_string().contains("tolerance: 2000 bytes, 2 blocks"), "{report}");
 
     // Dropped unfinished: the scope ends quietly.
     drop(LeakCheck::begin_thread());
@@ -129,16 +110,13 @@ fn thread_scope_finds_the_leak_and_ignores_other_threads() {
     // The macro.
     leaktrace::assert_no_leaks! {
         balanced();
-        let v: Vec<u8> = std::iter::repeat(1u8).take(100).collect();
+        let v: Vec<u8> = std::iter::repeat_n(1u8, 100).collect();
         v // dropped before the check: not a leak
     }
     let panicked = std::panic::catch_unwind(|| {
         leaktrace::assert_no_leaks! { leaky(1) }
     })
     .expect_err("the macro panics on a leak");
-    let msg = panicked
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let msg = panicked.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains(&format!("check_thread.rs:{line}")), "{msg}");
 }

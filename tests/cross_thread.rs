@@ -37,7 +37,8 @@ fn freed_on_another_thread() {
     assert!(current - after_free >= 200 * 4096, "{current} -> {after_free}");
     let end = leaktrace::take_snapshot("freed");
     let d = end.compare_to(&mid, GroupBy::Line);
-    let site = d.sites.iter().find(|s| s.location.line == line && is_file(&s.location.file, "cross_thread.rs")).unwrap();
+    let site =
+        d.sites.iter().find(|s| s.location.line == line && is_file(&s.location.file, "cross_thread.rs")).unwrap();
     assert_eq!((site.size, site.count, site.size_diff), (0, 0, -(200 * 4096)));
     leaktrace::stop();
 }

@@ -33,11 +33,7 @@ fn fill_cache() {
 
 #[test]
 fn churn_and_a_filled_cache_give_no_report() {
-    run_in_child(
-        "churn_and_a_filled_cache_give_no_report",
-        Duration::from_secs(60),
-        body,
-    );
+    run_in_child("churn_and_a_filled_cache_give_no_report", Duration::from_secs(60), body);
 }
 
 fn body() {
@@ -82,11 +78,7 @@ fn body() {
     assert!(stats.window_snapshots >= 12, "{stats:?}");
     assert_eq!(stats.leak_findings, 0, "{stats:?}");
     assert_eq!(json_files(&dir), Vec::<std::path::PathBuf>::new());
-    assert!(
-        findings.lock().unwrap().is_empty(),
-        "{:?}",
-        findings.lock().unwrap()
-    );
+    assert!(findings.lock().unwrap().is_empty(), "{:?}", findings.lock().unwrap());
     assert!(logged("steady growth").is_empty(), "{:?}", logged(""));
     assert_eq!(CACHE.lock().unwrap().len(), 64);
     let _ = std::fs::remove_dir_all(&dir);

@@ -12,11 +12,7 @@ static ALLOC: leaktrace::TrackingAllocator = leaktrace::TrackingAllocator::syste
 
 #[test]
 fn monitor_memory_is_flat_over_a_thousand_intervals() {
-    run_in_child(
-        "monitor_memory_is_flat_over_a_thousand_intervals",
-        Duration::from_secs(120),
-        body,
-    );
+    run_in_child("monitor_memory_is_flat_over_a_thousand_intervals", Duration::from_secs(120), body);
 }
 
 fn body() {
@@ -52,10 +48,7 @@ fn body() {
         early.window_bytes,
         late.window_bytes
     );
-    assert!(
-        tracker_late <= tracker_early + 64 * 1024,
-        "tracker memory grew: {tracker_early} -> {tracker_late}"
-    );
+    assert!(tracker_late <= tracker_early + 64 * 1024, "tracker memory grew: {tracker_early} -> {tracker_late}");
     assert_eq!(late.remembered_sites, 0);
     assert_eq!(late.reports_written, 0);
     drop(kept);

@@ -13,21 +13,14 @@ static ALLOC: leaktrace::TrackingAllocator = leaktrace::TrackingAllocator::syste
 
 #[test]
 fn rss_warning_fires_once_past_the_multiple() {
-    run_in_child(
-        "rss_warning_fires_once_past_the_multiple",
-        Duration::from_secs(60),
-        body,
-    );
+    run_in_child("rss_warning_fires_once_past_the_multiple", Duration::from_secs(60), body);
 }
 
 fn body() {
     capture_log();
     let dir = scratch_dir("rss");
     let snap = leaktrace::take_snapshot("start");
-    let pm = snap
-        .process
-        .clone()
-        .expect("snapshots carry process memory");
+    let pm = snap.process.clone().expect("snapshots carry process memory");
     assert!(pm.rss_bytes > 0 && pm.vms_bytes >= pm.rss_bytes, "{pm:?}");
 
     let findings: Arc<Mutex<Vec<Finding>>> = Arc::default();
@@ -41,10 +34,7 @@ fn body() {
         })
         .start();
     // The baseline is taken once the symbol tables are loaded.
-    let baseline = wait_for(Duration::from_secs(10), || {
-        monitor.stats().baseline_rss_bytes
-    })
-    .expect("baseline taken");
+    let baseline = wait_for(Duration::from_secs(10), || monitor.stats().baseline_rss_bytes).expect("baseline taken");
     assert!(logged("RSS").is_empty());
 
     // Touch enough pages to pass 1.2x the baseline for sure.
@@ -68,10 +58,7 @@ fn body() {
     // passes the multiple of the RSS at the first.)
     let wait_ticks = |n: u64| {
         let ticks = monitor.stats().ticks;
-        wait_for(Duration::from_secs(5), || {
-            (monitor.stats().ticks >= ticks + n).then_some(())
-        })
-        .expect("more ticks");
+        wait_for(Duration::from_secs(5), || (monitor.stats().ticks >= ticks + n).then_some(())).expect("more ticks");
     };
     wait_ticks(3);
     let settled = monitor.stats().rss_warnings;

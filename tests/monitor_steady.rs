@@ -28,11 +28,7 @@ fn leak_one() {
 
 #[test]
 fn steady_leak_is_reported_once_with_its_line_first() {
-    run_in_child(
-        "steady_leak_is_reported_once_with_its_line_first",
-        Duration::from_secs(60),
-        body,
-    );
+    run_in_child("steady_leak_is_reported_once_with_its_line_first", Duration::from_secs(60), body);
 }
 
 fn body() {
@@ -65,49 +61,30 @@ fn body() {
         }
     });
 
-    let report_path = wait_for(
-        Duration::from_millis(2500).saturating_sub(started.elapsed()),
-        || json_files(&dir).into_iter().next(),
-    )
-    .unwrap_or_else(|| panic!("no report within 2.5 s; stats {:?}", monitor.stats()));
+    let report_path =
+        wait_for(Duration::from_millis(2500).saturating_sub(started.elapsed()), || json_files(&dir).into_iter().next())
+            .unwrap_or_else(|| panic!("no report within 2.5 s; stats {:?}", monitor.stats()));
     let found_after = started.elapsed();
     eprintln!("report after {found_after:?}: {}", report_path.display());
     assert!(found_after <= Duration::from_millis(2500));
 
     // The report: a valid leaktrace.diff.v1, the leaking line ranked first.
     let text = std::fs::read_to_string(&report_path).unwrap();
-    assert!(
-        text.contains("\"format\": \"leaktrace.diff.v1\""),
-        "{text:.200}"
-    );
+    assert!(text.contains("\"format\": \"leaktrace.diff.v1\""), "{text:.200}");
     let report = MonitorReport::read_json(&report_path).unwrap();
     let top = &report.diff.sites[0];
     assert_eq!(top.rank, 1);
-    assert!(
-        is_file(&top.location.file, "monitor_steady.rs"),
-        "top {:?}",
-        top.location
-    );
+    assert!(is_file(&top.location.file, "monitor_steady.rs"), "top {:?}", top.location);
     assert_eq!(top.location.line, line, "top {:?}", top.location);
     assert!(top.size_diff > 64 * 1024, "{top:?}");
-    assert!(
-        top.location.function.contains("leak_one"),
-        "{:?}",
-        top.location
-    );
+    assert!(top.location.function.contains("leak_one"), "{:?}", top.location);
     let suspect = &report.monitor.suspects[0];
     assert_eq!((suspect.location.line, suspect.rank), (line, 1));
     assert_eq!(suspect.verdict, Verdict::Steady);
     assert!(suspect.fresh);
-    assert!(
-        suspect.grew_fraction >= 0.5 && suspect.slope_bytes_per_sec > 100_000.0,
-        "{suspect:?}"
-    );
+    assert!(suspect.grew_fraction >= 0.5 && suspect.slope_bytes_per_sec > 100_000.0, "{suspect:?}");
     assert!(report.monitor.window_snapshots >= 10);
-    assert_eq!(
-        report.monitor.samples.len(),
-        report.monitor.window_snapshots
-    );
+    assert_eq!(report.monitor.samples.len(), report.monitor.window_snapshots);
     assert!(report.monitor.samples.iter().all(|s| s.rss_bytes.is_some()));
     let plain = SnapshotDiff::read_json(&report_path).unwrap();
     assert_eq!(plain.sites[0].location, top.location);
@@ -118,18 +95,10 @@ fn body() {
         (!w.is_empty()).then_some(w)
     })
     .expect("a warning naming the site");
-    assert!(
-        warned[0].starts_with("WARN: leaktrace: steady growth at "),
-        "{}",
-        warned[0]
-    );
+    assert!(warned[0].starts_with("WARN: leaktrace: steady growth at "), "{}", warned[0]);
     assert!(warned[0].contains("leak_one"), "{}", warned[0]);
     assert!(warned[0].contains("/min"), "{}", warned[0]);
-    assert!(
-        warned[0].contains(&report_path.display().to_string()),
-        "{}",
-        warned[0]
-    );
+    assert!(warned[0].contains(&report_path.display().to_string()), "{}", warned[0]);
     match rx.recv_timeout(Duration::from_secs(1)).expect("a finding") {
         Finding::Leak(l) => {
             assert_eq!(l.suspect.location.line, line);
@@ -145,11 +114,7 @@ fn body() {
     let warnings = logged(&site).len() as u64;
     eprintln!("{stats:?}; {warnings} warnings");
     assert!(stats.ticks >= 12, "{stats:?}");
-    assert!(
-        (1..=2).contains(&warnings),
-        "{warnings} warnings in {} ticks",
-        stats.ticks
-    );
+    assert!((1..=2).contains(&warnings), "{warnings} warnings in {} ticks", stats.ticks);
     assert_eq!(stats.reports_written as usize, json_files(&dir).len());
     assert!(stats.reports_written <= 2, "{stats:?}");
 

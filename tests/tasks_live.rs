@@ -19,10 +19,7 @@ static ALLOC: leaktrace::TrackingAllocator = leaktrace::TrackingAllocator::syste
 const SRC: &str = include_str!("tasks_live.rs");
 
 fn site(stats: &[TaskStat], line: u32) -> Option<TaskStat> {
-    stats
-        .iter()
-        .find(|s| s.location.line == line && is_file(&s.location.file, "tasks_live.rs"))
-        .cloned()
+    stats.iter().find(|s| s.location.line == line && is_file(&s.location.file, "tasks_live.rs")).cloned()
 }
 
 #[inline(never)]
@@ -32,11 +29,7 @@ fn spawn_stuck() -> tokio::task::JoinHandle<()> {
 
 #[test]
 fn stuck_tasks_are_counted_at_their_spawn_line() {
-    run_in_child(
-        "stuck_tasks_are_counted_at_their_spawn_line",
-        Duration::from_secs(60),
-        body,
-    );
+    run_in_child("stuck_tasks_are_counted_at_their_spawn_line", Duration::from_secs(60), body);
 }
 
 fn body() {
@@ -54,10 +47,7 @@ fn body() {
             move |f| findings.lock().unwrap().push(f.clone())
         })
         .start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
 
     let before = leaktrace::take_snapshot("before");
     let handles: Vec<_> = rt.block_on(async { (0..100).map(|_| spawn_stuck()).collect() });
@@ -66,11 +56,7 @@ fn body() {
     let stat = site(&leaktrace::live_tasks(), line).expect("the spawn site is listed");
     assert_eq!((stat.live, stat.spawned), (100, 100), "{stat:?}");
     assert!(stat.location.function.contains("spawn_stuck"), "{stat:?}");
-    assert_eq!(
-        leaktrace::live_tasks()[0].location,
-        stat.location,
-        "most live first"
-    );
+    assert_eq!(leaktrace::live_tasks()[0].location, stat.location, "most live first");
 
     // Snapshots carry the counts; diffs rank task growth.
     let after = leaktrace::take_snapshot("after");
@@ -87,11 +73,7 @@ fn body() {
         (!w.is_empty()).then_some(w)
     })
     .expect("a live-task warning");
-    assert!(
-        warned[0].contains("100 live tasks (warning above 50)"),
-        "{}",
-        warned[0]
-    );
+    assert!(warned[0].contains("100 live tasks (warning above 50)"), "{}", warned[0]);
     assert!(warned[0].contains(&needle), "{}", warned[0]);
     assert!(warned[0].contains("100 live, 100 spawned"), "{}", warned[0]);
     let tasks = findings
@@ -121,22 +103,13 @@ fn body() {
     // A task tracked by hand, on a plain thread.
     let guard = leaktrace::track_task(); // MARK: by hand
     let by_hand = marker_line(SRC, "MARK: by hand");
-    assert_eq!(
-        site(&leaktrace::live_tasks(), by_hand).map(|s| s.live),
-        Some(1)
-    );
+    assert_eq!(site(&leaktrace::live_tasks(), by_hand).map(|s| s.live), Some(1));
     std::thread::spawn(move || drop(guard)).join().unwrap();
-    assert_eq!(
-        site(&leaktrace::live_tasks(), by_hand).map(|s| s.live),
-        Some(0)
-    );
+    assert_eq!(site(&leaktrace::live_tasks(), by_hand).map(|s| s.live), Some(0));
 
     // Under the threshold again: no new warning.
     let ticks = monitor.stats().ticks;
-    wait_for(Duration::from_secs(5), || {
-        (monitor.stats().ticks >= ticks + 3).then_some(())
-    })
-    .expect("more ticks");
+    wait_for(Duration::from_secs(5), || (monitor.stats().ticks >= ticks + 3).then_some(())).expect("more ticks");
     assert_eq!(monitor.stats().task_warnings, 1);
     drop(monitor);
     drop(rt);

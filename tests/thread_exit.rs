@@ -25,7 +25,7 @@ impl Drop for AllocOnDrop {
 }
 
 thread_local! {
-    static LOCAL: RefCell<AllocOnDrop> = RefCell::new(AllocOnDrop(Vec::new()));
+    static LOCAL: RefCell<AllocOnDrop> = const { RefCell::new(AllocOnDrop(Vec::new())) };
 }
 
 #[test]

@@ -29,7 +29,10 @@
 //! otherwise, or using DWARF expressions (signal frames), is a stop.
 
 use super::sites::mix;
-use gimli::{BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, ParsedEhFrameHdr, RegisterRule, UnwindContext, UnwindSection};
+use gimli::{
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, ParsedEhFrameHdr, RegisterRule,
+    UnwindContext, UnwindSection,
+};
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
 type Slice = EndianSlice<'static, LittleEndian>;
@@ -58,15 +61,15 @@ fn eh_frame_ptr(hdr: &[u8], hdr_avma: u64, bias: u64) -> Option<u64> {
     let raw = &hdr[4..];
     let value: i64 = match enc & 0x0f {
         0x00 | 0x04 => i64::from_le_bytes(raw.get(..8)?.try_into().ok()?), // absptr, udata8
-        0x03 => u32::from_le_bytes(raw.get(..4)?.try_into().ok()?) as i64,  // udata4
-        0x0b => i32::from_le_bytes(raw.get(..4)?.try_into().ok()?) as i64,  // sdata4
-        0x0c => i64::from_le_bytes(raw.get(..8)?.try_into().ok()?),         // sdata8
+        0x03 => u32::from_le_bytes(raw.get(..4)?.try_into().ok()?) as i64, // udata4
+        0x0b => i32::from_le_bytes(raw.get(..4)?.try_into().ok()?) as i64, // sdata4
+        0x0c => i64::from_le_bytes(raw.get(..8)?.try_into().ok()?),        // sdata8
         _ => return None,
     };
     match enc & 0x70 {
-        0x00 => Some((value as u64).wrapping_add(bias)), // absolute svma
+        0x00 => Some((value as u64).wrapping_add(bias)),     // absolute svma
         0x10 => Some(field_avma.wrapping_add(value as u64)), // pcrel
-        0x30 => Some(hdr_avma.wrapping_add(value as u64)), // datarel: from the header
+        0x30 => Some(hdr_avma.wrapping_add(value as u64)),   // datarel: from the header
         _ => None,
     }
 }
@@ -74,7 +77,11 @@ fn eh_frame_ptr(hdr: &[u8], hdr_avma: u64, bias: u64) -> Option<u64> {
 /// Lists the loaded objects that have `.eh_frame_hdr`.
 pub(crate) fn loaded_modules() -> Vec<ModuleInfo> {
     let mut out: Vec<ModuleInfo> = Vec::new();
-    unsafe extern "C" fn callback(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+    unsafe extern "C" fn callback(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
         // SAFETY: `dl_iterate_phdr` passes a valid `info` for the duration of
         // the call, and `data` is the `&mut Vec<ModuleInfo>` given below.
         let (info, out) = unsafe { (&*info, &mut *(data as *mut Vec<ModuleInfo>)) };
@@ -255,7 +262,9 @@ fn compute_rule(addr: u64) -> u64 {
     };
     let mut ctx = Box::new(UnwindContext::new());
     let svma = addr.wrapping_sub(m.bias);
-    let Ok(row) = table.unwind_info_for_address(&m.eh_frame, &m.bases, &mut ctx, svma, |s, b, o| s.cie_from_offset(b, o)) else {
+    let Ok(row) =
+        table.unwind_info_for_address(&m.eh_frame, &m.bases, &mut ctx, svma, |s, b, o| s.cie_from_offset(b, o))
+    else {
         return STOP;
     };
     let (kind, cfa_off) = match *row.cfa() {

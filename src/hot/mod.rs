@@ -199,11 +199,7 @@ pub(crate) struct Moving {
 /// it, another thread may get the same address and record it).
 #[inline(always)]
 pub(crate) fn on_realloc_begin(ptr: *mut u8, old_size: usize) -> Moving {
-    let inactive = Moving {
-        old: None,
-        active: false,
-        _busy: None,
-    };
+    let inactive = Moving { old: None, active: false, _busy: None };
     if guard::state() != 0 {
         return inactive;
     }
@@ -219,17 +215,9 @@ pub(crate) fn on_realloc_begin(ptr: *mut u8, old_size: usize) -> Moving {
 #[inline(never)]
 fn realloc_take(addr: usize) -> Moving {
     let Some(busy) = Guard::enter_hook() else {
-        return Moving {
-            old: None,
-            active: false,
-            _busy: None,
-        };
+        return Moving { old: None, active: false, _busy: None };
     };
-    Moving {
-        old: forget(addr, sampled_mode()),
-        active: true,
-        _busy: Some(busy),
-    }
+    Moving { old: forget(addr, sampled_mode()), active: true, _busy: Some(busy) }
 }
 
 /// Called after the inner `realloc` returned `new_ptr` (null on failure).

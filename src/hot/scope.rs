@@ -71,25 +71,13 @@ pub(crate) fn tag_if_open(addr: usize, stack: StackId, size: usize) {
 #[inline(never)]
 fn tag_slow(addr: usize, stack: StackId, size: usize) {
     let thread = SCOPE.try_with(Cell::get).unwrap_or(0);
-    let generation = if PROCESS_OPEN.load(Relaxed) > 0 {
-        GENERATION.load(Relaxed)
-    } else {
-        0
-    };
+    let generation = if PROCESS_OPEN.load(Relaxed) > 0 { GENERATION.load(Relaxed) } else { 0 };
     if thread == 0 && generation == 0 {
         return;
     }
     let mut map = shard(addr).lock();
     if map.try_reserve(1).is_ok() {
-        map.insert(
-            addr,
-            Tag {
-                thread,
-                generation,
-                stack,
-                size: size as u64,
-            },
-        );
+        map.insert(addr, Tag { thread, generation, stack, size: size as u64 });
     }
 }
 

@@ -244,12 +244,7 @@ impl StackTable {
         let slots = alloc_zeroed_slice::<AtomicU64>(new_cap)?;
         let idx_ptr = alloc_zeroed_slice::<Index>(1)?;
         // SAFETY: `idx_ptr` is a fresh, exclusively owned allocation for one Index.
-        unsafe {
-            idx_ptr.write(Index {
-                mask: new_cap - 1,
-                slots,
-            })
-        };
+        unsafe { idx_ptr.write(Index { mask: new_cap - 1, slots }) };
         // SAFETY: just initialised.
         let idx = unsafe { &*idx_ptr };
         for id in 0..self.len.load(Relaxed) {
@@ -357,9 +352,7 @@ impl std::ops::DerefMut for ShardGuard<'_> {
 
 impl BlockTable {
     pub(crate) const fn new() -> Self {
-        BlockTable {
-            shards: [const { Shard(Mutex::new(HashMap::with_hasher(AddrHash))) }; SHARDS],
-        }
+        BlockTable { shards: [const { Shard(Mutex::new(HashMap::with_hasher(AddrHash))) }; SHARDS] }
     }
 
     /// The shard of an address: by 64 KiB region, not by address. Each
@@ -375,10 +368,7 @@ impl BlockTable {
     /// Locks shard `i` (for snapshots and clearing).
     pub(crate) fn lock_shard(&self, i: usize) -> ShardGuard<'_> {
         let busy = Guard::with(BUSY);
-        ShardGuard {
-            map: self.shards[i].0.lock(),
-            _busy: busy,
-        }
+        ShardGuard { map: self.shards[i].0.lock(), _busy: busy }
     }
 
     pub(crate) const fn shard_count() -> usize {
@@ -468,10 +458,10 @@ mod tests {
             let stack = [i, i + 1, 42];
             ids.push(TABLE.intern(&stack).unwrap());
         }
-        for i in 0..3000usize {
+        for (i, &id) in ids.iter().enumerate() {
             let stack = [i, i + 1, 42];
-            assert_eq!(TABLE.intern(&stack), Some(ids[i]));
-            assert_eq!(TABLE.get(ids[i]), &stack);
+            assert_eq!(TABLE.intern(&stack), Some(id));
+            assert_eq!(TABLE.get(id), &stack);
         }
         assert_eq!(TABLE.len(), 3000);
         assert_eq!(TABLE.get(UNKNOWN_STACK), &[] as &[usize]);

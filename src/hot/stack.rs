@@ -41,9 +41,7 @@ pub(crate) struct Buf {
 impl Buf {
     #[inline(always)]
     pub(crate) fn new() -> Self {
-        Buf {
-            words: [std::mem::MaybeUninit::uninit(); MAX_DEPTH],
-        }
+        Buf { words: [std::mem::MaybeUninit::uninit(); MAX_DEPTH] }
     }
 
     /// Captures up to `depth` return addresses with `method`.
@@ -216,11 +214,7 @@ pub(crate) fn walk_works(method: u8) -> bool {
     let mut fast = [0usize; 8];
     let mut uw = [0usize; 64];
     let (nf, nu) = probe_a(method, as_uninit(&mut fast), as_uninit(&mut uw));
-    let entries = [
-        probe_c as *const () as usize,
-        probe_b as *const () as usize,
-        probe_a as *const () as usize,
-    ];
+    let entries = [probe_c as *const () as usize, probe_b as *const () as usize, probe_a as *const () as usize];
     fp_matches(&fast[..nf], &uw[..nu], &entries)
 }
 
@@ -237,10 +231,7 @@ fn fp_matches(fp: &[usize], uw: &[usize], entries: &[usize]) -> bool {
     if fp.len() < entries.len() + 1 {
         return false;
     }
-    let callers_ok = entries
-        .iter()
-        .zip(fp)
-        .all(|(&entry, &ret)| ret > entry && ret - entry < BODY);
+    let callers_ok = entries.iter().zip(fp).all(|(&entry, &ret)| ret > entry && ret - entry < BODY);
     // Past the probes (whose call sites differ between the two captures),
     // the walk and the unwinder see the same return addresses.
     let tail = &fp[1..entries.len() + 1];

@@ -42,10 +42,7 @@ pub fn run_in_child(name: &str, timeout: Duration, body: impl FnOnce()) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let output = std::fs::read_to_string(&out).unwrap_or_default();
-    eprintln!(
-        "--- child output ({:.2} s) ---\n{output}--- end ---",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("--- child output ({:.2} s) ---\n{output}--- end ---", started.elapsed().as_secs_f64());
     match status {
         None => panic!("{name}: no result within {timeout:?}; killed"),
         Some(s) if !s.success() || !output.contains("test result: ok. 1 passed") => {
@@ -68,9 +65,7 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 pub fn json_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                .collect()
+            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect()
         })
         .unwrap_or_default();
     v.sort();
@@ -109,13 +104,7 @@ pub fn capture_log() {
 
 /// The messages logged so far that contain `needle`.
 pub fn logged(needle: &str) -> Vec<String> {
-    LOGGED
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|m| m.contains(needle))
-        .cloned()
-        .collect()
+    LOGGED.lock().unwrap().iter().filter(|m| m.contains(needle)).cloned().collect()
 }
 
 /// Polls `f` every 10 ms until it returns `Some` or `timeout` passes.
