@@ -130,7 +130,7 @@ const EXTRA_FRAMES: usize = 24;
 pub fn start(config: Config) {
     let _ignore = Guard::with(IGNORE);
     let _control = CONTROL.lock();
-    hot::TRACING.store(false, Relaxed);
+    hot::STATE.store(hot::OFF, Relaxed);
     hot::clear();
     hot::reset_counters();
     hot::CAPTURE.store(choose_capture(config.capture), Relaxed);
@@ -153,7 +153,8 @@ pub fn start(config: Config) {
         }
         *s = Settings { frames: config.frames, mode: config.mode, rules: config.rules };
     }
-    hot::TRACING.store(true, Release);
+    let state = if config.mode == Mode::Full { hot::EXACT } else { hot::SAMPLED };
+    hot::STATE.store(state, Release);
 }
 
 /// Picks and checks the capture method (see [`CaptureMethod`]).
@@ -182,13 +183,13 @@ fn choose_capture(asked: CaptureMethod) -> u8 {
 pub fn stop() {
     let _ignore = Guard::with(IGNORE);
     let _control = CONTROL.lock();
-    hot::TRACING.store(false, Relaxed);
+    hot::STATE.store(hot::OFF, Relaxed);
     hot::clear();
 }
 
 /// Whether tracing is on.
 pub fn is_tracing() -> bool {
-    hot::TRACING.load(Relaxed)
+    hot::STATE.load(Relaxed) != hot::OFF
 }
 
 /// The capture method in force (`Unwinder`, libgcc's, before the first `start()`).

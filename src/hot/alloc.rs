@@ -1,6 +1,6 @@
 //! The `GlobalAlloc` implementation, and nothing else.
 
-use super::{on_alloc, on_dealloc, on_realloc_begin, on_realloc_end, TRACING};
+use super::{on_alloc, on_dealloc, on_realloc_begin, on_realloc_end, OFF, STATE};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -50,8 +50,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
         // SAFETY: forwarded with the caller's layout, as the caller promised
         // `GlobalAlloc::alloc`'s preconditions.
         let p = unsafe { self.inner.alloc(layout) };
-        if TRACING.load(Relaxed) && !p.is_null() {
-            on_alloc(p, layout.size());
+        let state = STATE.load(Relaxed);
+        if state != OFF && !p.is_null() {
+            on_alloc(p, layout.size(), state);
         }
         p
     }
@@ -60,8 +61,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
         let p = unsafe { self.inner.alloc_zeroed(layout) };
-        if TRACING.load(Relaxed) && !p.is_null() {
-            on_alloc(p, layout.size());
+        let state = STATE.load(Relaxed);
+        if state != OFF && !p.is_null() {
+            on_alloc(p, layout.size(), state);
         }
         p
     }
@@ -70,8 +72,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // The record goes first: once `inner` has the block back, another
         // thread may be handed the same address and record it.
-        if TRACING.load(Relaxed) {
-            on_dealloc(ptr, layout.size());
+        let state = STATE.load(Relaxed);
+        if state != OFF {
+            on_dealloc(ptr, layout.size(), state);
         }
         // SAFETY: the caller promised `ptr` came from this allocator (so
         // from `inner`, as we return `inner`'s pointers) with `layout`.
@@ -80,12 +83,13 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if !TRACING.load(Relaxed) {
+        let state = STATE.load(Relaxed);
+        if state == OFF {
             // SAFETY: forwarded unchanged; the caller's promises about
             // `ptr`, `layout` and `new_size` are `inner`'s preconditions.
             return unsafe { self.inner.realloc(ptr, layout, new_size) };
         }
-        let moving = on_realloc_begin(ptr, layout.size());
+        let moving = on_realloc_begin(ptr, layout.size(), state);
         // SAFETY: as above.
         let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
         on_realloc_end(moving, ptr, layout.size(), p, new_size);

@@ -12,7 +12,7 @@
 //!    set, that is from the inner allocator, untracked; every such
 //!    allocation is fallible, and a block whose record cannot be stored is
 //!    counted in `UNTRACKED`, never dropped silently, never an abort.
-//! 5. While not tracing, a hook costs one relaxed load of `TRACING`.
+//! 5. While not tracing, a hook costs one relaxed load of `STATE`.
 //!
 //! Other modules read this one only through `crate::snapshot` and the
 //! control functions at the bottom of this file.
@@ -28,11 +28,15 @@ pub(crate) mod stack;
 
 use guard::Guard;
 use sites::{BlockTable, StackTable, UNKNOWN_STACK};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
 
-/// Whether hooks track anything. The one load every hook pays.
-pub(crate) static TRACING: AtomicBool = AtomicBool::new(false);
-/// 0 = exact, 1 = sampled.
+/// What hooks do: `OFF`, `EXACT` or `SAMPLED`. The one load every hook
+/// pays; it carries the mode too, so the fast paths need no second load.
+pub(crate) static STATE: AtomicU8 = AtomicU8::new(OFF);
+pub(crate) const OFF: u8 = 0;
+pub(crate) const EXACT: u8 = 1;
+pub(crate) const SAMPLED: u8 = 2;
+/// The mode of the last `start()` (what snapshots report; stays when off).
 pub(crate) static MODE: AtomicU8 = AtomicU8::new(MODE_EXACT);
 pub(crate) const MODE_EXACT: u8 = 0;
 pub(crate) const MODE_SAMPLED: u8 = 1;
@@ -60,9 +64,11 @@ pub(crate) static BLOCKS: BlockTable = BlockTable::new();
 const FILTER_LEN: usize = 1 << 14;
 static FILTER: [AtomicU8; FILTER_LEN] = [const { AtomicU8::new(0) }; FILTER_LEN];
 
+/// Fibonacci hashing of the address: one multiply, the top 14 bits.
 #[inline(always)]
 fn filter_slot(addr: usize) -> &'static AtomicU8 {
-    &FILTER[(sites::mix(addr as u64) >> 20) as usize % FILTER_LEN]
+    const _: () = assert!(FILTER_LEN == 1 << 14);
+    &FILTER[((addr as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 50) as usize]
 }
 
 fn filter_add(addr: usize) {
@@ -73,15 +79,11 @@ fn filter_remove(addr: usize) {
     let _ = filter_slot(addr).fetch_update(Relaxed, Relaxed, |v| (v != 0 && v < u8::MAX).then(|| v - 1));
 }
 
+/// Called after the inner allocator returned `ptr` (non-null) while
+/// tracing; `state` is the `STATE` the caller loaded.
 #[inline(always)]
-fn sampled_mode() -> bool {
-    MODE.load(Relaxed) == MODE_SAMPLED
-}
-
-/// Called after the inner allocator returned `ptr` (non-null) while tracing.
-#[inline(always)]
-pub(crate) fn on_alloc(ptr: *mut u8, size: usize) {
-    if sampled_mode() {
+pub(crate) fn on_alloc(ptr: *mut u8, size: usize, state: u8) {
+    if state == SAMPLED {
         // The fast path of sampled mode: a guard check, a per-thread count
         // and a per-thread countdown; no call, no lock, no shared write.
         if guard::state() != 0 {
@@ -144,8 +146,8 @@ fn store(addr: usize, id: sites::StackId, size: usize, sampled: bool) {
 
 /// Called before the inner allocator frees `ptr` while tracing.
 #[inline(always)]
-pub(crate) fn on_dealloc(ptr: *mut u8, size: usize) {
-    if sampled_mode() {
+pub(crate) fn on_dealloc(ptr: *mut u8, size: usize, state: u8) {
+    if state == SAMPLED {
         let state = guard::state();
         // Symmetric with `on_alloc`: the tracker's own blocks (allocated
         // with a guard bit set) were never counted.
@@ -190,6 +192,8 @@ pub(crate) struct Moving {
     old: Option<(sites::StackId, usize)>,
     /// Whether this realloc is traced at all (not a tracker allocation).
     active: bool,
+    /// Sampled mode (from the `STATE` the caller loaded).
+    sampled: bool,
     /// `BUSY`, held across the inner realloc when a record moves.
     _busy: Option<Guard>,
 }
@@ -198,26 +202,27 @@ pub(crate) struct Moving {
 /// `ptr` still belongs to this thread (once the inner allocator has freed
 /// it, another thread may get the same address and record it).
 #[inline(always)]
-pub(crate) fn on_realloc_begin(ptr: *mut u8, old_size: usize) -> Moving {
-    let inactive = Moving { old: None, active: false, _busy: None };
+pub(crate) fn on_realloc_begin(ptr: *mut u8, old_size: usize, state: u8) -> Moving {
+    let sampled = state == SAMPLED;
+    let inactive = Moving { old: None, active: false, sampled, _busy: None };
     if guard::state() != 0 {
         return inactive;
     }
-    if sampled_mode() {
+    if sampled {
         counters::add(-(old_size as isize));
         if filter_slot(ptr as usize).load(Relaxed) == 0 {
             return Moving { active: true, ..inactive };
         }
     }
-    realloc_take(ptr as usize)
+    realloc_take(ptr as usize, sampled)
 }
 
 #[inline(never)]
-fn realloc_take(addr: usize) -> Moving {
+fn realloc_take(addr: usize, sampled: bool) -> Moving {
     let Some(busy) = Guard::enter_hook() else {
-        return Moving { old: None, active: false, _busy: None };
+        return Moving { old: None, active: false, sampled, _busy: None };
     };
-    Moving { old: forget(addr, sampled_mode()), active: true, _busy: Some(busy) }
+    Moving { old: forget(addr, sampled), active: true, sampled, _busy: Some(busy) }
 }
 
 /// Called after the inner `realloc` returned `new_ptr` (null on failure).
@@ -226,7 +231,7 @@ pub(crate) fn on_realloc_end(m: Moving, ptr: *mut u8, old_size: usize, new_ptr: 
     if !m.active {
         return;
     }
-    let sampled = sampled_mode();
+    let sampled = m.sampled;
     if sampled && m.old.is_none() && !new_ptr.is_null() {
         // An unsampled block moved: count it, and give it its chance to be
         // sampled as a new allocation of its new size.
