@@ -28,7 +28,7 @@ pub enum CaptureMethod {
     /// Walk frame pointers (bounded by the thread's stack, so never
     /// faulting, but wrong where code was built without them).
     FramePointers,
-    /// framehop's DWARF unwinder over `.eh_frame`, with a per-thread cache
+    /// A DWARF unwinder over `.eh_frame`, with a shared cache
     /// of unwind rules by address: right for builds without frame pointers.
     Dwarf,
     /// libgcc's `_Unwind_Backtrace` via the `backtrace` crate: right for

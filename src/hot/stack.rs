@@ -4,7 +4,7 @@
 //! - a frame-pointer walk, bounded by the current thread's stack, used when
 //!   [`walk_works`] confirmed that this build keeps frame pointers (tens of
 //!   nanoseconds for a deep stack);
-//! - framehop's DWARF unwinder with a per-thread rule cache (`dwarf.rs`),
+//! - a DWARF unwinder with a shared cache of unwind rules (`dwarf.rs`),
 //!   for builds without frame pointers;
 //! - libgcc's unwinder through `backtrace::trace_unsynchronized`, correct for
 //!   every build but about 4 µs per capture: the fallback.
