@@ -232,9 +232,32 @@ pub fn tracker_memory() -> usize {
 /// (`tracemalloc.take_snapshot()`). Other threads go on allocating while it
 /// is taken. Its own memory is not traced.
 pub fn take_snapshot(label: &str) -> Snapshot {
+    let snap = {
+        let _ignore = Guard::with(IGNORE);
+        let raw = snapshot::collect();
+        snapshot::build(label, &raw)
+    };
+    hand_over(snap)
+}
+
+/// Hands a value built by the tracker (untraced) to the program.
+///
+/// In sampled mode the traced total counts every byte allocated minus
+/// every byte freed by the program, without a record per block; a value
+/// allocated untraced and then freed by the program would be subtracted
+/// without ever having been added, and the total would drift down with
+/// every snapshot dropped. So in sampled mode the program gets a copy made
+/// in its own context, and the tracker's original is freed untraced. In
+/// exact mode frees are looked up, untraced blocks are ignored when freed,
+/// and the value is returned as it is.
+pub(crate) fn hand_over<T: Clone>(value: T) -> T {
+    if hot::STATE.load(Relaxed) != hot::SAMPLED {
+        return value;
+    }
+    let copy = value.clone();
     let _ignore = Guard::with(IGNORE);
-    let raw = snapshot::collect();
-    snapshot::build(label, &raw)
+    drop(value);
+    copy
 }
 
 /// Runs `f` with this thread's allocations untraced (frees are still seen).

@@ -254,7 +254,7 @@ pub fn track_task_at(location: &'static Location<'static>) -> TaskGuard {
 /// name from debug info, which for a large binary can take a second the
 /// first time symbols are read at all.
 pub fn live_tasks() -> Vec<TaskStat> {
-    task_stats()
+    crate::hand_over(task_stats())
 }
 
 /// The raw counts of every site, registration order, no symbols.

@@ -80,5 +80,34 @@ fn estimates_within_ten_percent_and_big_blocks_always_sampled() {
         assert_eq!((site.size, site.count), (8 << 20, 1), "weight 1: the block's exact size");
         drop(block);
     }
+
+    // A sampled block that grows by realloc keeps its site, with its new size;
+    // unsampled small blocks reallocating around it do not disturb it.
+    let mut grown: Vec<u8> = Vec::with_capacity(8 << 20); // MARK: grown
+    let mut small: Vec<Vec<u8>> = (0..200).map(|_| Vec::with_capacity(16)).collect();
+    for v in small.iter_mut() {
+        v.reserve_exact(4000);
+    }
+    grown.reserve_exact(16 << 20);
+    let cap = grown.capacity();
+    let snap = leaktrace::take_snapshot("grown");
+    let grown_line = marker_line(SRC, "MARK: grown");
+    let stats = snap.statistics(GroupBy::Line);
+    let site = stats.iter().find(|s| s.location.line == grown_line).expect("grown block still at its site");
+    assert_eq!((site.size, site.count), (cap as u64, 1));
+    let cur = leaktrace::traced_memory().current;
+    assert!(cur >= cap + 200 * 4000, "current {cur}, cap {cap}");
+    drop((grown, small));
+
+    // Snapshots and task lists taken and dropped leave the exact total where
+    // it was: their memory is counted when handed over and when freed.
+    let before = leaktrace::traced_memory().current;
+    for i in 0..100 {
+        let s = leaktrace::take_snapshot(&format!("drop {i}"));
+        let t = leaktrace::live_tasks();
+        drop((s, t));
+    }
+    let after = leaktrace::traced_memory().current;
+    assert!(after.abs_diff(before) < 4096, "traced total drifted from {before} to {after}");
     leaktrace::stop();
 }

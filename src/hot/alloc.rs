@@ -1,6 +1,7 @@
 //! The `GlobalAlloc` implementation, and nothing else.
 
-use super::{on_alloc, on_dealloc, on_realloc_begin, on_realloc_end, OFF, STATE};
+use super::{filter_maybe, guard, on_alloc, on_dealloc, on_realloc_begin, on_realloc_end, on_realloc_unsampled};
+use super::{OFF, SAMPLED, STATE};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -88,6 +89,13 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for TrackingAllocator<A> {
             // SAFETY: forwarded unchanged; the caller's promises about
             // `ptr`, `layout` and `new_size` are `inner`'s preconditions.
             return unsafe { self.inner.realloc(ptr, layout, new_size) };
+        }
+        if state == SAMPLED && guard::state() == 0 && !filter_maybe(ptr as usize) {
+            // The common case of sampled mode: no record to move.
+            // SAFETY: as above.
+            let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
+            on_realloc_unsampled(layout.size(), p, new_size);
+            return p;
         }
         let moving = on_realloc_begin(ptr, layout.size(), state);
         // SAFETY: as above.
