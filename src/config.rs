@@ -11,7 +11,8 @@ pub enum Mode {
     Full,
     /// Poisson sampling by bytes: on average one sample per `mean_bytes`
     /// allocated, per thread. Per-site figures are unbiased estimates; the
-    /// totals of `traced_memory()` stay exact.
+    /// totals of `traced_memory()` stay exact (the peak to within 64 KiB
+    /// per thread).
     Sampled {
         /// Mean distance between samples, in bytes (e.g. 512 KiB).
         mean_bytes: usize,

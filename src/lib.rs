@@ -201,7 +201,9 @@ pub fn capture_method() -> CaptureMethod {
     }
 }
 
-/// Traced bytes now and at their peak. Exact in every mode: in exact mode
+/// Traced bytes now and at their peak. `current` is exact in every mode
+/// (the peak is exact to within 64 KiB per thread, as traced bytes are
+/// counted per thread and folded into the total every 64 KiB): in exact mode
 /// the bytes of blocks allocated since `start()` and still live; in sampled
 /// mode the bytes allocated minus the bytes freed since `start()`.
 pub fn traced_memory() -> TracedMemory {
