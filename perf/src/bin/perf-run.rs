@@ -637,7 +637,7 @@ fn run(opts: Opts) -> Result<(), String> {
     }
 
     let machine = Machine::read();
-    let md = render_md(&Report {
+    let report = Report {
         opts: &opts,
         command: &command,
         started: &started,
@@ -650,21 +650,9 @@ fn run(opts: Opts) -> Result<(), String> {
         cells: &cells,
         count: &count,
         checksums: &checksums,
-    });
-    let js = render_json(&Report {
-        opts: &opts,
-        command: &command,
-        started: &started,
-        load: (&load_before, &load_after),
-        machine: &machine,
-        commit: &commit,
-        builds: &builds,
-        build_commands: &build_commands,
-        specs: &all,
-        cells: &cells,
-        count: &count,
-        checksums: &checksums,
-    });
+    };
+    let md = render_md(&report);
+    let js = render_json(&report);
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
     let md_path = opts.out.join("perf.md");
     let js_path = opts.out.join("perf.json");
