@@ -237,10 +237,9 @@ pub(crate) fn on_realloc_begin(ptr: *mut u8, old_size: usize, state: u8) -> Movi
         return inactive;
     }
     if sampled {
+        // Blocks that were surely not sampled took `TrackingAllocator::realloc`'s
+        // fast path; this one may have a record to move.
         counters::add(-(old_size as isize));
-        if !filter_maybe(ptr as usize) {
-            return Moving { active: true, ..inactive };
-        }
     }
     realloc_take(ptr as usize, sampled)
 }
