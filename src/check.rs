@@ -267,10 +267,9 @@ impl Drop for LeakCheck {
 
 /// Resolves stacks and groups them by call site (file and line).
 fn group_sites(stacks: &[(StackId, u64, u64)]) -> Vec<LeakSite> {
-    let settings = crate::settings();
     let mut by_site: HashMap<(String, u32, String), (LeakSite, u64)> = HashMap::new();
     for &(id, bytes, blocks) in stacks {
-        let tb = crate::symbolize::resolve_stack(id, crate::hot::STACKS.get(id), &settings.rules, settings.frames);
+        let tb = crate::snapshot::traceback_of_stack(id);
         let loc = tb.first().cloned().unwrap_or_else(|| Frame {
             function: crate::symbolize::UNKNOWN.into(),
             file: String::new(),

@@ -21,6 +21,9 @@ pub enum GroupBy {
     File,
     /// By the whole traceback (`'traceback'`).
     Traceback,
+    /// By the context the blocks were allocated under (a route, a span;
+    /// see `leaktrace::context`), whatever their call site.
+    Context,
 }
 
 impl GroupBy {
@@ -31,6 +34,7 @@ impl GroupBy {
             GroupBy::Function => "function",
             GroupBy::File => "file",
             GroupBy::Traceback => "traceback",
+            GroupBy::Context => "context",
         }
     }
 }
@@ -43,7 +47,8 @@ impl std::str::FromStr for GroupBy {
             "function" => Ok(GroupBy::Function),
             "file" | "filename" => Ok(GroupBy::File),
             "traceback" => Ok(GroupBy::Traceback),
-            _ => Err(format!("unknown grouping {s:?} (line, function, file or traceback)")),
+            "context" => Ok(GroupBy::Context),
+            _ => Err(format!("unknown grouping {s:?} (line, function, file, traceback or context)")),
         }
     }
 }
@@ -60,6 +65,16 @@ pub struct Statistic {
     pub size: u64,
     /// Live blocks.
     pub count: u64,
+    /// The context of the group's traces (see `leaktrace::context`); `None`
+    /// when they were allocated under none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Bytes allocated by the group since `start()`, freed or not.
+    #[serde(default)]
+    pub alloc_size: u64,
+    /// Blocks allocated by the group since `start()`, freed or not.
+    #[serde(default)]
+    pub alloc_count: u64,
 }
 
 /// One group's change between two snapshots.
@@ -81,6 +96,9 @@ pub struct StatisticDiff {
     pub growth_bytes_per_sec: f64,
     /// The traceback of the group's largest trace.
     pub traceback: Vec<Frame>,
+    /// The context of the group's traces, if any (see [`Statistic::context`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// Label, time and totals of one side of a diff.
@@ -149,25 +167,37 @@ pub fn elapsed_seconds(older: &Snapshot, newer: &Snapshot) -> f64 {
     }
 }
 
+/// A group's identity; every grouping but `Context` also keeps contexts apart.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Line(String, u32),
-    Function(String),
-    File(String),
-    Traceback(Vec<Frame>),
+    Line(String, u32, Option<String>),
+    Function(String, Option<String>),
+    File(String, Option<String>),
+    Traceback(Vec<Frame>, Option<String>),
+    Context(Option<String>),
 }
 
-fn key_of(group_by: GroupBy, tb: &[Frame]) -> (Key, Frame) {
+/// The label shown for blocks allocated under no context, grouped by context.
+pub(crate) const NO_CONTEXT: &str = "[no context]";
+
+fn key_of(group_by: GroupBy, tb: &[Frame], context: Option<&str>) -> (Key, Frame) {
     let site = tb.first().cloned().unwrap_or_else(|| Frame {
         function: crate::symbolize::UNKNOWN.into(),
         file: String::new(),
         line: 0,
     });
+    let ctx = context.map(str::to_owned);
     match group_by {
-        GroupBy::Line => (Key::Line(site.file.clone(), site.line), site),
-        GroupBy::Function => (Key::Function(site.function.clone()), Frame { line: 0, ..site }),
-        GroupBy::File => (Key::File(site.file.clone()), Frame { function: String::new(), file: site.file, line: 0 }),
-        GroupBy::Traceback => (Key::Traceback(tb.to_vec()), site),
+        GroupBy::Line => (Key::Line(site.file.clone(), site.line, ctx), site),
+        GroupBy::Function => (Key::Function(site.function.clone(), ctx), Frame { line: 0, ..site }),
+        GroupBy::File => {
+            (Key::File(site.file.clone(), ctx), Frame { function: String::new(), file: site.file, line: 0 })
+        }
+        GroupBy::Traceback => (Key::Traceback(tb.to_vec(), ctx), site),
+        GroupBy::Context => (
+            Key::Context(ctx),
+            Frame { function: context.unwrap_or(NO_CONTEXT).to_owned(), file: String::new(), line: 0 },
+        ),
     }
 }
 
@@ -176,10 +206,24 @@ fn group(snapshot: &Snapshot, group_by: GroupBy) -> HashMap<Key, (Statistic, u64
     let mut out: HashMap<Key, (Statistic, u64)> = HashMap::new();
     for trace in &snapshot.traces {
         let tb = snapshot.traceback(trace);
-        let (key, location) = key_of(group_by, &tb);
-        let e = out.entry(key).or_insert_with(|| (Statistic { location, traceback: Vec::new(), size: 0, count: 0 }, 0));
+        let context = snapshot.context_of(trace);
+        let (key, location) = key_of(group_by, &tb, context);
+        let e = out.entry(key).or_insert_with(|| {
+            let stat = Statistic {
+                location,
+                traceback: Vec::new(),
+                size: 0,
+                count: 0,
+                context: context.map(str::to_owned),
+                alloc_size: 0,
+                alloc_count: 0,
+            };
+            (stat, 0)
+        });
         e.0.size += trace.size;
         e.0.count += trace.count;
+        e.0.alloc_size += trace.alloc_size;
+        e.0.alloc_count += trace.alloc_count;
         if e.0.traceback.is_empty() || trace.size > e.1 {
             if group_by == GroupBy::Line || group_by == GroupBy::Traceback {
                 e.0.location.function = tb.first().map(|f| f.function.clone()).unwrap_or_default();
@@ -226,6 +270,7 @@ impl Snapshot {
                 count_diff: stat.count as i64 - old_count as i64,
                 growth_bytes_per_sec: rate(size_diff),
                 traceback: stat.traceback,
+                context: stat.context,
             });
         }
         for (_, (stat, _)) in old {
@@ -239,6 +284,7 @@ impl Snapshot {
                 count_diff: -(stat.count as i64),
                 growth_bytes_per_sec: rate(size_diff),
                 traceback: stat.traceback,
+                context: stat.context,
             });
         }
         rank(&mut sites);
@@ -421,7 +467,7 @@ pub(crate) mod tests {
                 frames.push(f.clone());
                 frames.len() - 1
             });
-            out.push(Trace { size: *size, count: *count, frames: vec![idx as u32] });
+            out.push(Trace { size: *size, count: *count, frames: vec![idx as u32], ..Trace::default() });
         }
         Snapshot {
             label: label.into(),
@@ -442,6 +488,8 @@ pub(crate) mod tests {
             frames,
             traces: out,
             tasks: Vec::new(),
+            epoch: 0,
+            contexts: Vec::new(),
         }
     }
 

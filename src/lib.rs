@@ -59,7 +59,7 @@ pub use diff::{
 pub use hot::alloc::TrackingAllocator;
 pub use monitor::*;
 pub use report::{write_atomic, Error, Result, DIFF_FORMAT, SNAPSHOT_FORMAT, TREND_FORMAT};
-pub use snapshot::{process_memory, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
+pub use snapshot::{process_memory, Birth, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
 pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
 pub use trend::{analyze_series, rank_key_cmp, trend, SeriesTrend, Trend, TrendPoint, TrendSite, Verdict};
 

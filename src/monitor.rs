@@ -252,14 +252,12 @@ fn warm_symbols(shared: Arc<Shared>) {
             // A few allocation stacks seen so far: they go through the
             // allocator, `alloc` and `std`, whose line tables every
             // report needs.
-            let settings = crate::settings();
             let known = crate::hot::STACKS.len().min(WARM_STACKS) as StackId;
             for id in 0..known {
                 if shared.stopping() {
                     break;
                 }
-                let ips = crate::hot::STACKS.get(id);
-                crate::symbolize::resolve_stack(id, ips, &settings.rules, settings.frames);
+                crate::snapshot::traceback_of_stack(id);
             }
             shared.symbols_ready.store(true, Relaxed);
         }
@@ -979,14 +977,12 @@ impl Worker {
         }
         candidates.sort_by_key(|c| std::cmp::Reverse(net(&c.trend)));
         candidates.truncate(MAX_RESOLVE_PER_TICK);
-        let settings = crate::settings();
         let mut groups: HashMap<SiteKey, Group> = HashMap::new();
         for c in &candidates {
             if self.shared.stopping() {
                 return;
             }
-            let tb =
-                crate::symbolize::resolve_stack(c.id, crate::hot::STACKS.get(c.id), &settings.rules, settings.frames);
+            let tb = crate::snapshot::traceback_of_stack(c.id);
             let g = groups.entry(site_key(&tb[0])).or_insert_with(|| Group {
                 location: tb[0].clone(),
                 traceback: tb.to_vec(),
@@ -1132,12 +1128,11 @@ impl Worker {
         let (first, last) = (self.window.front()?, self.window.back()?);
         // Resolve stack by stack, checking for a stop in between: a stop
         // waits for one stack at most, and `build` then hits the caches.
-        let settings = crate::settings();
         for &(id, _, _) in first.raw.stacks.iter().chain(&last.raw.stacks) {
             if self.shared.stopping() {
                 return None;
             }
-            crate::symbolize::resolve_stack(id, crate::hot::STACKS.get(id), &settings.rules, settings.frames);
+            crate::snapshot::traceback_of_stack(id);
         }
         let older = self.snapshot_of(first);
         let newer = self.snapshot_of(last);
@@ -1339,6 +1334,7 @@ mod tests {
             count_diff: 0,
             growth_bytes_per_sec: 0.0,
             traceback: vec![fr(line)],
+            context: None,
         };
         let info = crate::SnapshotInfo { label: String::new(), taken_at: String::new(), current_bytes: 0, blocks: 0 };
         let mut diff = SnapshotDiff {

@@ -40,7 +40,7 @@ pub struct ProcessMemory {
 }
 
 /// One distinct traceback and what is live at it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Trace {
     /// Live bytes.
     pub size: u64,
@@ -48,6 +48,33 @@ pub struct Trace {
     pub count: u64,
     /// Indices into [`Snapshot::frames`], the call site first, outward.
     pub frames: Vec<u32>,
+    /// Bytes allocated at this traceback since `start()`, freed or not (an
+    /// unbiased estimate in sampled mode).
+    #[serde(default)]
+    pub alloc_size: u64,
+    /// Blocks allocated at this traceback since `start()`, freed or not.
+    #[serde(default)]
+    pub alloc_count: u64,
+    /// The context the blocks were allocated under (see `leaktrace::context`):
+    /// an index into [`Snapshot::contexts`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<u32>,
+    /// Live bytes and blocks by the epoch they were born in, oldest first
+    /// (see [`Snapshot::epoch`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub births: Vec<Birth>,
+}
+
+/// Live bytes and blocks of one trace born in one epoch (or, for the
+/// oldest bucket of a trace, in that epoch or before).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Birth {
+    /// The epoch the blocks were born in.
+    pub epoch: u64,
+    /// Live bytes born then.
+    pub size: u64,
+    /// Live blocks born then.
+    pub count: u64,
 }
 
 /// Live tasks at one spawn site.
@@ -100,6 +127,13 @@ pub struct Snapshot {
     /// Live tasks per spawn site (see `track_task`).
     #[serde(default)]
     pub tasks: Vec<TaskStat>,
+    /// The birth epoch in force when the snapshot was taken: every snapshot
+    /// and every monitor tick starts a new one (see [`Trace::births`]).
+    #[serde(default)]
+    pub epoch: u64,
+    /// The context labels that traces name (see [`Trace::context`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contexts: Vec<String>,
 }
 
 /// Per-stack live bytes and blocks, before symbolization.
@@ -142,6 +176,15 @@ pub(crate) fn collect() -> RawSnapshot {
     }
 }
 
+/// The traceback of an interned stack, from its call site outward, under
+/// the site rules and frame count in force: the one way every module turns a
+/// stack id into frames (resolved once per stack, then cached).
+pub(crate) fn traceback_of_stack(id: StackId) -> std::sync::Arc<[Frame]> {
+    let _ignore = Guard::with(IGNORE);
+    let settings = crate::settings();
+    symbolize::resolve_stack(id, STACKS.get(id), &settings.rules, settings.frames)
+}
+
 /// Resolves a raw snapshot into a [`Snapshot`].
 pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
     let _ignore = Guard::with(IGNORE);
@@ -150,7 +193,7 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
     let mut frame_ids: HashMap<Frame, u32> = HashMap::new();
     let mut traces: HashMap<Vec<u32>, (u64, u64)> = HashMap::new();
     for &(id, bytes, blocks) in &raw.stacks {
-        let tb = symbolize::resolve_stack(id, STACKS.get(id), &settings.rules, settings.frames);
+        let tb = traceback_of_stack(id);
         let key: Vec<u32> = tb
             .iter()
             .map(|f| {
@@ -165,7 +208,7 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
         e.1 += blocks;
     }
     let mut traces: Vec<Trace> =
-        traces.into_iter().map(|(frames, (size, count))| Trace { size, count, frames }).collect();
+        traces.into_iter().map(|(frames, (size, count))| Trace { size, count, frames, ..Trace::default() }).collect();
     traces.sort_by(|a, b| b.size.cmp(&a.size).then(b.count.cmp(&a.count)).then(a.frames.cmp(&b.frames)));
     let sampled = settings.mode != crate::Mode::Full;
     Snapshot {
@@ -193,6 +236,8 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
         frames,
         traces,
         tasks: crate::tasks::task_stats(),
+        epoch: 0,
+        contexts: Vec::new(),
     }
 }
 
@@ -212,6 +257,11 @@ impl Snapshot {
     /// The traceback of `trace`, as frames.
     pub fn traceback(&self, trace: &Trace) -> Vec<Frame> {
         trace.frames.iter().filter_map(|&i| self.frames.get(i as usize).cloned()).collect()
+    }
+
+    /// The context label of `trace`, if it was allocated under one.
+    pub fn context_of(&self, trace: &Trace) -> Option<&str> {
+        trace.context.and_then(|i| self.contexts.get(i as usize)).map(String::as_str)
     }
 
     /// The call site of `trace` (its first frame).

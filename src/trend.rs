@@ -188,6 +188,9 @@ pub struct TrendSite {
     pub sizes: Vec<u64>,
     /// The traceback of its largest trace in the last snapshot it appears in.
     pub traceback: Vec<Frame>,
+    /// The context its blocks were allocated under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// Every site of a series of snapshots, likeliest leak first.
@@ -211,30 +214,34 @@ pub fn trend(snapshots: &[Snapshot], group_by: GroupBy) -> Trend {
     let times: Vec<f64> = order.iter().map(|s| elapsed_seconds(origin, s)).collect();
     let n = order.len();
     // Key -> (location, sizes per snapshot, last count, traceback).
-    type Row = (Frame, Vec<u64>, u64, Vec<Frame>);
-    let mut rows: HashMap<(String, String, u32), Row> = HashMap::new();
+    type Row = (Frame, Vec<u64>, u64, Vec<Frame>, Option<String>);
+    let mut rows: HashMap<(String, String, String, u32), Row> = HashMap::new();
     for (i, snap) in order.iter().enumerate() {
         for stat in snap.statistics(group_by) {
+            let ctx = stat.context.clone().unwrap_or_default();
             let key = match group_by {
-                GroupBy::Line => (String::new(), stat.location.file.clone(), stat.location.line),
-                GroupBy::Function => (stat.location.function.clone(), String::new(), 0),
-                GroupBy::File => (String::new(), stat.location.file.clone(), 0),
+                GroupBy::Line => (ctx, String::new(), stat.location.file.clone(), stat.location.line),
+                GroupBy::Function => (ctx, stat.location.function.clone(), String::new(), 0),
+                GroupBy::File => (ctx, String::new(), stat.location.file.clone(), 0),
+                GroupBy::Context => (ctx, String::new(), String::new(), 0),
                 GroupBy::Traceback => (
+                    ctx,
                     stat.traceback.iter().map(|f| f.to_string() + "|" + &f.function).collect::<Vec<_>>().join(";"),
                     String::new(),
                     0,
                 ),
             };
-            let row = rows.entry(key).or_insert_with(|| (stat.location.clone(), vec![0; n], 0, Vec::new()));
+            let row = rows.entry(key).or_insert_with(|| (stat.location.clone(), vec![0; n], 0, Vec::new(), None));
             row.1[i] = stat.size;
             row.2 = stat.count;
             row.0 = stat.location;
             row.3 = stat.traceback;
+            row.4 = stat.context;
         }
     }
     let mut sites: Vec<(SeriesTrend, TrendSite)> = rows
         .into_values()
-        .map(|(location, sizes, count_last, traceback)| {
+        .map(|(location, sizes, count_last, traceback, context)| {
             let t = analyze_series(&times, &sizes);
             let count_last = if sizes[n - 1] == 0 { 0 } else { count_last };
             let site = TrendSite {
@@ -250,6 +257,7 @@ pub fn trend(snapshots: &[Snapshot], group_by: GroupBy) -> Trend {
                 verdict: t.verdict,
                 sizes,
                 traceback,
+                context,
             };
             (t, site)
         })

@@ -155,6 +155,8 @@ pub enum GroupByArg {
     File,
     /// The whole traceback
     Traceback,
+    /// The context (route, span) the blocks were allocated under
+    Context,
 }
 
 impl From<GroupByArg> for leaktrace::GroupBy {
@@ -164,6 +166,7 @@ impl From<GroupByArg> for leaktrace::GroupBy {
             GroupByArg::Function => leaktrace::GroupBy::Function,
             GroupByArg::File => leaktrace::GroupBy::File,
             GroupByArg::Traceback => leaktrace::GroupBy::Traceback,
+            GroupByArg::Context => leaktrace::GroupBy::Context,
         }
     }
 }
