@@ -75,6 +75,12 @@ pub struct Statistic {
     /// Blocks allocated by the group since `start()`, freed or not.
     #[serde(default)]
     pub alloc_count: u64,
+    /// Live bytes and blocks by birth epoch, oldest first (see [`crate::Birth`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub births: Vec<crate::Birth>,
+    /// How the live blocks spread over their births (see [`crate::birth_shape`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<crate::BirthShape>,
 }
 
 /// One group's change between two snapshots.
@@ -217,9 +223,12 @@ fn group(snapshot: &Snapshot, group_by: GroupBy) -> HashMap<Key, (Statistic, u64
                 context: context.map(str::to_owned),
                 alloc_size: 0,
                 alloc_count: 0,
+                births: Vec::new(),
+                shape: None,
             };
             (stat, 0)
         });
+        crate::births::merge_births(&mut e.0.births, &trace.births);
         e.0.size += trace.size;
         e.0.count += trace.count;
         e.0.alloc_size += trace.alloc_size;
@@ -242,7 +251,15 @@ fn location_order(a: &Frame, b: &Frame) -> Ordering {
 impl Snapshot {
     /// Live memory per group, largest first (ties by count, then location).
     pub fn statistics(&self, group_by: GroupBy) -> Vec<Statistic> {
-        let mut v: Vec<Statistic> = group(self, group_by).into_values().map(|(s, _)| s).collect();
+        let mut v: Vec<Statistic> = group(self, group_by)
+            .into_values()
+            .map(|(mut s, _)| {
+                if !s.births.is_empty() {
+                    s.shape = Some(crate::birth_shape(&s.births, self.epoch));
+                }
+                s
+            })
+            .collect();
         v.sort_by(|a, b| {
             b.size.cmp(&a.size).then(b.count.cmp(&a.count)).then_with(|| location_order(&a.location, &b.location))
         });

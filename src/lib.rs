@@ -35,9 +35,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+mod births;
 mod check;
 mod clock;
 mod config;
+pub mod context;
 mod diff;
 pub(crate) mod hot;
 mod monitor;
@@ -49,7 +51,10 @@ mod trend;
 
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(feature = "tracing")]
+pub mod tracing;
 
+pub use births::{birth_shape, BirthShape};
 pub use check::*;
 pub use config::{CaptureMethod, Config, Mode, SiteRules};
 pub use diff::{
@@ -59,7 +64,7 @@ pub use diff::{
 pub use hot::alloc::TrackingAllocator;
 pub use monitor::*;
 pub use report::{write_atomic, Error, Result, DIFF_FORMAT, SNAPSHOT_FORMAT, TREND_FORMAT};
-pub use snapshot::{process_memory, Birth, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
+pub use snapshot::{next_epoch, process_memory, Birth, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
 pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
 pub use trend::{analyze_series, rank_key_cmp, trend, SeriesTrend, Trend, TrendPoint, TrendSite, Verdict};
 
@@ -89,6 +94,20 @@ impl std::fmt::Display for Frame {
             (false, 0) => write!(f, "{}", self.file),
             (false, line) => write!(f, "{}:{}", self.file, line),
         }
+    }
+}
+
+/// How reports show a site under its context: a site with no frame of the
+/// program's own code (a request body collected by a framework's extractor
+/// has its site in `bytes` or `hyper`) leads with its context, as
+/// `POST /{key} › bytes-1.12.2/src/bytes_mut.rs:795`; a site in the
+/// program's own code keeps its place and names the context after it, as
+/// `src/db.rs:40 [POST /{key}]`; without a context, the site alone.
+pub fn site_label(site: &Frame, context: Option<&str>) -> String {
+    match context {
+        None => site.to_string(),
+        Some(ctx) if symbolize::is_own(site) => format!("{site} [{ctx}]"),
+        Some(ctx) => format!("{ctx} › {site}"),
     }
 }
 
@@ -236,10 +255,32 @@ pub fn tracker_memory() -> usize {
 pub fn take_snapshot(label: &str) -> Snapshot {
     let snap = {
         let _ignore = Guard::with(IGNORE);
-        let raw = snapshot::collect();
-        snapshot::build(label, &raw)
+        let raw = snapshot::collect_with(snapshot::Detail::Full);
+        let snap = snapshot::build(label, &raw);
+        snapshot::next_epoch();
+        snap
     };
     hand_over(snap)
+}
+
+/// Where the live traced block that contains `ptr` was allocated, from its
+/// call site outward (tracemalloc's `get_object_traceback`): `None` when no
+/// traced block holds that address (freed, allocated before `start()`, not
+/// sampled in sampled mode, or not heap memory at all).
+///
+/// ```no_run
+/// let v = vec![0u8; 4096];
+/// if let Some(tb) = leaktrace::traceback_of(v[100..].as_ptr()) {
+///     println!("allocated at {}", tb[0]);
+/// }
+/// ```
+pub fn traceback_of<T: ?Sized>(ptr: *const T) -> Option<Vec<Frame>> {
+    let tb = {
+        let _ignore = Guard::with(IGNORE);
+        let id = snapshot::stack_containing(ptr as *const u8 as usize)?;
+        snapshot::traceback_of_stack(id).to_vec()
+    };
+    Some(hand_over(tb))
 }
 
 /// Hands a value built by the tracker (untraced) to the program.
