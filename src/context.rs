@@ -81,6 +81,7 @@ impl ContextId {
         ContextId(push(&mut t, label))
     }
 
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn raw(self) -> u32 {
         self.0
     }
@@ -157,6 +158,7 @@ pub fn enter_id(id: ContextId) -> ContextGuard {
 
 /// Sets the context for the current thread and returns the previous id, for
 /// integrations that keep their own stack (the tracing layer).
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn swap(id: u32) -> u32 {
     guard::set_context(id)
 }

@@ -261,7 +261,13 @@ impl Snapshot {
             })
             .collect();
         v.sort_by(|a, b| {
-            b.size.cmp(&a.size).then(b.count.cmp(&a.count)).then_with(|| location_order(&a.location, &b.location))
+            b.size
+                .cmp(&a.size)
+                .then(b.count.cmp(&a.count))
+                .then(b.alloc_size.cmp(&a.alloc_size))
+                .then_with(|| location_order(&a.location, &b.location))
+                .then_with(|| a.context.cmp(&b.context))
+                .then_with(|| a.traceback.cmp(&b.traceback))
         });
         v
     }
@@ -277,6 +283,11 @@ impl Snapshot {
         let mut sites = Vec::with_capacity(new.len() + old.len());
         for (key, (stat, _)) in new {
             let (old_size, old_count) = old.remove(&key).map(|(s, _)| (s.size, s.count)).unwrap_or((0, 0));
+            // A group with nothing live on either side (it only allocated
+            // and freed) did not change: allocation totals are not growth.
+            if stat.size == 0 && stat.count == 0 && old_size == 0 && old_count == 0 {
+                continue;
+            }
             let size_diff = stat.size as i64 - old_size as i64;
             sites.push(StatisticDiff {
                 rank: 0,
@@ -291,6 +302,9 @@ impl Snapshot {
             });
         }
         for (_, (stat, _)) in old {
+            if stat.size == 0 && stat.count == 0 {
+                continue;
+            }
             let size_diff = -(stat.size as i64);
             sites.push(StatisticDiff {
                 rank: 0,
@@ -345,6 +359,8 @@ fn rank(sites: &mut [StatisticDiff]) {
             .then(b.size.cmp(&a.size))
             .then(b.count_diff.cmp(&a.count_diff))
             .then_with(|| location_order(&a.location, &b.location))
+            .then_with(|| a.context.cmp(&b.context))
+            .then_with(|| a.traceback.cmp(&b.traceback))
     });
     for (i, s) in sites.iter_mut().enumerate() {
         s.rank = i + 1;

@@ -106,9 +106,15 @@ impl std::fmt::Display for Frame {
 pub fn site_label(site: &Frame, context: Option<&str>) -> String {
     match context {
         None => site.to_string(),
-        Some(ctx) if symbolize::is_own(site) => format!("{site} [{ctx}]"),
+        Some(ctx) if is_program_frame(site) => format!("{site} [{ctx}]"),
         Some(ctx) => format!("{ctx} › {site}"),
     }
+}
+
+/// Whether `frame` is in the program's own code by the default site rules
+/// (not leaktrace, the standard library, a dependency, or C).
+pub fn is_program_frame(frame: &Frame) -> bool {
+    symbolize::is_own(frame)
 }
 
 /// Traced bytes now and at their highest.

@@ -273,6 +273,11 @@ pub(crate) fn collect_with(detail: Detail) -> RawSnapshot {
     }
 }
 
+/// The context label stack `id` was captured under, if any.
+pub(crate) fn context_of_stack(id: StackId) -> Option<String> {
+    crate::context::label(STACKS.context(id))
+}
+
 /// The stack of the live traced block that contains `addr`, if any. A scan
 /// of every shard: for a person asking about one object, not for a loop.
 pub(crate) fn stack_containing(addr: usize) -> Option<StackId> {

@@ -125,6 +125,16 @@ fn spans_become_contexts() {
         assert_eq!(context_bytes(&snap, &format!("scoped {task}")), (10_000, 50), "scoped {task}");
     }
 
+    // A leak check names the context of what was left live.
+    let check = leaktrace::LeakCheck::begin_thread();
+    {
+        let _ctx = leaktrace::context::enter("nightly import");
+        keep(4096);
+    }
+    let report = check.finish().expect_err("a block was left live");
+    assert!(report.sites.iter().any(|s| s.context.as_deref() == Some("nightly import")), "{report}");
+    assert!(report.to_string().contains("[nightly import]"), "{report}");
+
     // 100,000 distinct field values: the table stops at its cap.
     leaktrace::context::set_limit(256);
     for i in 0..100_000u32 {
