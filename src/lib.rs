@@ -154,10 +154,16 @@ const EXTRA_FRAMES: usize = 24;
 /// traces so far are cleared and the new configuration applies.
 pub fn start(config: Config) {
     let _ignore = Guard::with(IGNORE);
+    if hot::fork::is_forked_child() {
+        log::warn!("leaktrace: start() in the child of a fork is ignored: the child is not traced (see the README, Reliability)");
+        return;
+    }
+    hot::fork::install();
     let _control = CONTROL.lock();
     hot::STATE.store(hot::OFF, Relaxed);
     hot::clear();
     hot::reset_counters();
+    hot::stack::note_main_stack();
     hot::CAPTURE.store(choose_capture(config.capture), Relaxed);
     hot::DEPTH.store((config.frames + EXTRA_FRAMES).min(hot::stack::MAX_DEPTH), Relaxed);
     match config.mode {
@@ -207,6 +213,9 @@ fn choose_capture(asked: CaptureMethod) -> u8 {
 /// Stops tracing and clears the traces (`tracemalloc.stop()`).
 pub fn stop() {
     let _ignore = Guard::with(IGNORE);
+    if hot::fork::is_forked_child() {
+        return;
+    }
     let _control = CONTROL.lock();
     hot::STATE.store(hot::OFF, Relaxed);
     hot::clear();
@@ -245,6 +254,9 @@ pub fn reset_peak() {
 /// (`tracemalloc.clear_traces()`).
 pub fn clear_traces() {
     let _ignore = Guard::with(IGNORE);
+    if hot::fork::is_forked_child() {
+        return;
+    }
     let _control = CONTROL.lock();
     hot::clear();
 }
@@ -252,6 +264,9 @@ pub fn clear_traces() {
 /// Bytes the tracker holds for its own tables (`tracemalloc.get_tracemalloc_memory()`).
 pub fn tracker_memory() -> usize {
     let _ignore = Guard::with(IGNORE);
+    if hot::fork::is_forked_child() {
+        return 0;
+    }
     hot::memory()
 }
 
@@ -261,7 +276,12 @@ pub fn tracker_memory() -> usize {
 pub fn take_snapshot(label: &str) -> Snapshot {
     let snap = {
         let _ignore = Guard::with(IGNORE);
-        let raw = snapshot::collect_with(snapshot::Detail::Full);
+        // A forked child's tables may be locked by a thread that is gone.
+        let raw = if hot::fork::is_forked_child() {
+            snapshot::RawSnapshot::default()
+        } else {
+            snapshot::collect_with(snapshot::Detail::Full)
+        };
         let snap = snapshot::build(label, &raw);
         snapshot::next_epoch();
         snap

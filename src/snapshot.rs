@@ -383,7 +383,8 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
         process: process_memory(),
         frames,
         traces,
-        tasks: crate::tasks::task_stats(),
+        // A forked child's task table may be locked by a thread that is gone.
+        tasks: if hot::fork::is_forked_child() { Vec::new() } else { crate::tasks::task_stats() },
         epoch: raw.epoch,
         contexts,
     }

@@ -20,6 +20,7 @@
 pub(crate) mod alloc;
 pub(crate) mod counters;
 pub(crate) mod dwarf;
+pub(crate) mod fork;
 pub(crate) mod guard;
 pub(crate) mod sample;
 pub(crate) mod scope;
@@ -353,12 +354,19 @@ fn count_alloc_growth(id: sites::StackId, grown: usize, new_size: usize, sampled
 /// total (frees of them are ignored from now on); sampled mode: the total
 /// starts again from zero.
 pub(crate) fn clear() {
-    let bytes = BLOCKS.clear();
-    STACKS.reset_alloc_totals();
-    scope::clear();
+    // Sampled mode, tracing on: the free filter is zeroed before the shards
+    // are cleared, never after. Zeroed after, a block sampled into an
+    // already-cleared shard in between would keep its record but lose its
+    // filter bit: its free would skip the lookup and it would stay live
+    // forever. Zeroed first, a block recorded in between either lands in a
+    // shard not yet cleared (and goes with it, its bit left set: a harmless
+    // "maybe") or in a cleared one, with its bit.
     for f in FILTER.iter() {
         f.store(0, Relaxed);
     }
+    let bytes = BLOCKS.clear();
+    STACKS.reset_alloc_totals();
+    scope::clear();
     if MODE.load(Relaxed) == MODE_SAMPLED {
         counters::reset();
     } else {
@@ -368,7 +376,7 @@ pub(crate) fn clear() {
     UNTRACKED.store(0, Relaxed);
 }
 
-/// Zeroes the total and the peak; only while tracing is off.
+/// Starts the total and the peak again from zero.
 pub(crate) fn reset_counters() {
     counters::reset();
 }
