@@ -27,6 +27,8 @@ pub struct MonitorStats {
     pub reports_written: u64,
     /// Leak findings (first reports and re-reports).
     pub leak_findings: u64,
+    /// Reported sites that then stopped growing (see [`ClearedFinding`]).
+    pub cleared_findings: u64,
     /// RSS warnings.
     pub rss_warnings: u64,
     /// Live-task warnings.
@@ -68,6 +70,10 @@ pub struct LeakSuspect {
     pub slope_bytes_per_sec: f64,
     /// Share of the window's intervals in which the site grew.
     pub grew_fraction: f64,
+    /// Seconds the site has been growing: since the start of its growth in
+    /// the window, or since it was first reported if that is earlier.
+    #[serde(default)]
+    pub growing_seconds: f64,
     /// Live bytes at each snapshot of the window.
     pub sizes: Vec<u64>,
     /// Distinct stacks at this site that grew steadily.
@@ -87,10 +93,11 @@ impl std::fmt::Display for LeakSuspect {
         let intervals = self.sizes.len().saturating_sub(1);
         write!(
             f,
-            ": {:+} in {:.1} s ({}/min), grew in {:.0}% of {} intervals, {} live in {} block{}",
+            ": {:+} in {:.1} s ({}/min), growing for {:.1} s, grew in {:.0}% of {} intervals, {} live in {} block{}",
             Bytes(self.growth_bytes as f64),
             self.window_seconds,
             Bytes(self.slope_bytes_per_sec * 60.0),
+            self.growing_seconds,
             self.grew_fraction * 100.0,
             intervals,
             Bytes(self.size_bytes as f64),
@@ -110,6 +117,87 @@ pub struct LeakFinding {
     /// Whether the site was reported before (and has grown since by the
     /// re-report factor).
     pub repeat: bool,
+}
+
+/// What a reported site turned out to be, once it stopped growing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClearedKind {
+    /// It grew at an even pace, then stopped and stayed: a one-time load.
+    Load,
+    /// Its growth slowed down before it stopped: a cache that filled.
+    Plateau,
+    /// It gave back at least half of what it had grown.
+    ShrankBack,
+}
+
+impl ClearedKind {
+    /// `"load"`, `"plateau"` or `"shrank_back"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClearedKind::Load => "load",
+            ClearedKind::Plateau => "plateau",
+            ClearedKind::ShrankBack => "shrank_back",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ClearedKind::Load => "a one-time load (grew, then flat)",
+            ClearedKind::Plateau => "a cache that filled (growth slowed to a plateau)",
+            ClearedKind::ShrankBack => "it shrank back",
+        }
+    }
+}
+
+/// A site reported as growing that then stopped: the monitor withdraws its
+/// report. Logged at `info` level and listed in the next report's
+/// `monitor.cleared`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClearedFinding {
+    /// The call site: file, line, function.
+    pub location: Frame,
+    /// What the site turned out to be.
+    pub kind: ClearedKind,
+    /// Live bytes at the site now.
+    pub size_bytes: u64,
+    /// The most live bytes seen at the site since it started growing.
+    pub peak_bytes: u64,
+    /// Live bytes when it started growing.
+    pub base_bytes: u64,
+    /// Live bytes at its last report.
+    pub reported_bytes: u64,
+    /// Seconds it grew, from the start of its growth to its last rise.
+    pub growing_seconds: f64,
+    /// Seconds since its last rise.
+    pub flat_seconds: f64,
+    /// The last report that named it as growing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<PathBuf>,
+}
+
+impl std::fmt::Display for ClearedFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "leaktrace: cleared: {}", self.location)?;
+        if !self.location.function.is_empty() && !self.location.file.is_empty() {
+            write!(f, " in {}", self.location.function)?;
+        }
+        write!(
+            f,
+            " is not a leak: it grew for {:.1} s ({:+}), then not for {:.1} s: {}; {} live, peak {}",
+            self.growing_seconds,
+            Bytes(self.peak_bytes as f64 - self.base_bytes as f64),
+            self.flat_seconds,
+            self.kind.describe(),
+            Bytes(self.size_bytes as f64),
+            Bytes(self.peak_bytes as f64),
+        )?;
+        if let Some(p) = &self.report {
+            write!(f, "; withdraws {}", p.display())?;
+        }
+        Ok(())
+    }
 }
 
 /// RSS passed the configured multiple of its baseline.
@@ -153,6 +241,8 @@ pub enum Finding {
     Rss(RssFinding),
     /// Live tasks passed their warning level.
     Tasks(TasksFinding),
+    /// A site reported as growing stopped growing: not a leak after all.
+    Cleared(ClearedFinding),
 }
 
 impl std::fmt::Display for Finding {
@@ -176,6 +266,7 @@ impl std::fmt::Display for Finding {
                 Bytes(r.traced_bytes as f64),
                 Bytes(r.traced_bytes as f64 - r.baseline_traced_bytes as f64),
             ),
+            Finding::Cleared(c) => write!(f, "{c}"),
             Finding::Tasks(t) => {
                 write!(f, "leaktrace: {} live tasks (warning above {}); by spawn site: ", t.live, t.threshold)?;
                 for (i, s) in t.sites.iter().take(TASK_SITES_NAMED).enumerate() {

@@ -36,13 +36,18 @@
 //! uptime. The monitor's own allocations are not traced.
 
 mod builder;
+mod clearing;
 mod findings;
 mod judge;
 mod report;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 pub use builder::{Monitor, MonitorBuilder};
-pub use findings::{Finding, LeakFinding, LeakSuspect, MonitorStats, RssFinding, TasksFinding};
+pub use findings::{
+    ClearedFinding, ClearedKind, Finding, LeakFinding, LeakSuspect, MonitorStats, RssFinding, TasksFinding,
+};
 pub use report::{MonitorReport, MonitorReportInfo, WindowSample};
 
 use parking_lot::{Condvar, Mutex};

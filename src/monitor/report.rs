@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::findings::LeakSuspect;
+use super::findings::{ClearedFinding, LeakSuspect};
 use super::judge::site_key;
 use super::worker::{Entry, Worker};
 use crate::diff::GroupBy;
@@ -54,6 +54,10 @@ pub struct MonitorReportInfo {
     pub suspects: Vec<LeakSuspect>,
     /// The window's snapshots: traced bytes, RSS, VMS, tasks.
     pub samples: Vec<WindowSample>,
+    /// Sites reported before that stopped growing since the previous
+    /// report: the monitor withdraws those reports.
+    #[serde(default)]
+    pub cleared: Vec<ClearedFinding>,
 }
 
 /// A report written by the monitor: a `leaktrace.diff.v1` diff (readable by
@@ -132,6 +136,7 @@ impl Worker {
                 min_grew_fraction: self.settings.min_grew_fraction,
                 suspects: suspects.to_vec(),
                 samples,
+                cleared: self.pending_cleared.clone(),
             },
         };
         let seq = REPORT_SEQ.fetch_add(1, Relaxed) + 1;
@@ -217,6 +222,7 @@ mod tests {
             window_seconds: 1.0,
             slope_bytes_per_sec: 10.0,
             grew_fraction: 1.0,
+            growing_seconds: 1.0,
             sizes: vec![0, 10],
             stacks: 1,
             fresh: true,

@@ -3,8 +3,9 @@
 
 #![forbid(unsafe_code)]
 
-use super::findings::{Finding, RssFinding, TasksFinding};
-use super::judge::{SiteKey, SiteState};
+use super::clearing::SiteState;
+use super::findings::{ClearedFinding, Finding, RssFinding, TasksFinding};
+use super::judge::SiteKey;
 use super::{Callback, Settings, Shared};
 use crate::hot::guard::{Guard, IGNORE};
 use crate::hot::sites::StackId;
@@ -25,6 +26,8 @@ pub(super) struct Entry {
     pub(super) process: Option<ProcessMemory>,
     pub(super) tasks: Vec<TaskCount>,
     pub(super) tracker_bytes: u64,
+    /// Sampled mode's mean distance between samples; `None` in exact mode.
+    pub(super) sample_mean: Option<u64>,
 }
 
 impl Entry {
@@ -54,6 +57,8 @@ pub(super) struct Worker {
     pub(super) first_traced: Option<u64>,
     /// Live tasks at the last task warning; `None` while under the threshold.
     pub(super) tasks_warned: Option<u64>,
+    /// Sites cleared since the last report, for the next one.
+    pub(super) pending_cleared: Vec<ClearedFinding>,
 }
 
 impl Worker {
@@ -69,6 +74,7 @@ impl Worker {
             rss_threshold: None,
             first_traced: None,
             tasks_warned: None,
+            pending_cleared: Vec::new(),
         }
     }
 
@@ -137,6 +143,10 @@ impl Worker {
             process: crate::process_memory(),
             tasks,
             tracker_bytes: crate::tracker_memory() as u64,
+            sample_mean: match crate::settings().mode {
+                crate::Mode::Sampled { mean_bytes } => Some(mean_bytes.max(1) as u64),
+                crate::Mode::Full => None,
+            },
         };
         self.judge(entry)
     }
