@@ -298,8 +298,13 @@ impl Monitor {
 
     /// Counters of the monitor's work so far.
     pub fn stats(&self) -> MonitorStats {
-        let _ignore = Guard::with(IGNORE);
-        self.shared.stats.lock().clone()
+        let stats = {
+            let _ignore = Guard::with(IGNORE);
+            self.shared.stats.lock().clone()
+        };
+        // Built untraced: in sampled mode the program must get its own copy
+        // (see `hand_over`), or freeing it drives the traced total down.
+        crate::hand_over(stats)
     }
 
     fn shutdown(&mut self) {
