@@ -12,7 +12,7 @@ use std::time::Duration;
 /// Spawn sites named in a task warning.
 const TASK_SITES_NAMED: usize = 5;
 
-/// Counters of a [`Monitor`]'s work.
+/// Counters of a [`Monitor`](crate::Monitor)'s work.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MonitorStats {
     /// Snapshots taken.
@@ -35,7 +35,7 @@ pub struct MonitorStats {
     pub task_warnings: u64,
     /// The latest report written.
     pub last_report: Option<PathBuf>,
-    /// The baseline RSS, once taken (see [`MonitorBuilder::rss_growth_warning`]).
+    /// The baseline RSS, once taken (see [`MonitorBuilder::rss_growth_warning`](crate::MonitorBuilder::rss_growth_warning)).
     pub baseline_rss_bytes: Option<u64>,
     /// How long the latest snapshot and its judging took.
     pub last_tick: Duration,
@@ -207,7 +207,7 @@ pub struct RssFinding {
     pub rss_bytes: u64,
     /// VMS now.
     pub vms_bytes: u64,
-    /// The baseline RSS (see [`MonitorBuilder::rss_growth_warning`]).
+    /// The baseline RSS (see [`MonitorBuilder::rss_growth_warning`](crate::MonitorBuilder::rss_growth_warning)).
     pub baseline_rss_bytes: u64,
     /// The RSS that was passed.
     pub threshold_bytes: u64,
@@ -230,7 +230,7 @@ pub struct TasksFinding {
     pub sites: Vec<TaskStat>,
 }
 
-/// Something the monitor found; passed to [`MonitorBuilder::on_finding`].
+/// Something the monitor found; passed to [`MonitorBuilder::on_finding`](crate::MonitorBuilder::on_finding).
 /// Its `Display` is the warning the monitor logged.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]

@@ -3,29 +3,36 @@
 //! A thread of its own (no async runtime) wakes on a fixed-rate schedule,
 //! takes a *raw* snapshot (live bytes and blocks per interned stack id, no
 //! symbols), and keeps the last `window` of them. Each stack's live bytes
-//! over the window form a series, judged by the rule `alloc-probe trend`
-//! uses ([`analyze_series`]): a series that grew in most intervals with a
-//! net gain that is most of what it gained is [`Verdict::Steady`]. Only the
-//! stacks judged steady are symbolized, grouped by call site (file:line),
-//! and judged again as a site; a site that is steady and grew by more than
-//! the minimum is a finding. Symbols are read only for findings and their
-//! reports, never to judge: the first symbolization of a large binary (a
-//! second or more) does not delay a verdict. It is paid once, mostly ahead,
-//! by a short-lived thread started with the monitor; a tick that writes a
-//! report may still overrun its slot, which the schedule then skips.
+//! over the window form a series. The stacks that may leak (in exact mode,
+//! steady by the rule `alloc-probe trend` uses, [`analyze_series`]; in
+//! sampled mode, any that grew, as sampled series move in steps of one
+//! block's weight) are symbolized, summed per call site (file:line), and
+//! the site is judged; a site that grows, by more than the minimum, and
+//! still in the latest part of the window, is a finding (`judge.rs`).
+//! Symbols are read only for those stacks and for reports: the first
+//! symbolization of a large binary (a second or more) is paid once, mostly
+//! ahead, by a short-lived thread started with the monitor; a tick that
+//! writes a report may still overrun its slot, which the schedule then skips.
 //!
 //! A finding writes one report into the report directory (atomically): a
 //! `leaktrace.diff.v1` diff from the window's first snapshot to the latest,
 //! the suspect sites ranked first, plus a `monitor` section with the trend
 //! figures and the process's memory over the window. It logs one warning
-//! through `log` naming the site, its growth rate and the report. The same
-//! site is reported again only once it has grown by the re-report factor
-//! (twice its size at the last report, by default), or after it stopped
-//! growing for a whole window and started again.
+//! through `log` naming the site, its growth rate, how long it has been
+//! growing, and the report. The same site is reported again ("continues")
+//! only once it has grown by the re-report factor (twice its size at the
+//! last report, by default) and is still growing.
+//!
+//! A load that grows for longer than the minimum window is reported while
+//! it grows: nothing tells it from a leak yet. Every reported site is then
+//! followed; once it stops growing (for a number of ticks set by how often
+//! it rose, at most a window) it is *cleared*: an `info` message and a
+//! [`Finding::Cleared`] say what it was (a load, a cache that filled, or it
+//! shrank back), and the next report lists it (`clearing.rs`).
 //!
 //! Memory churn (buffers allocated and freed), a cache that fills once and
-//! stays, a pool that goes up and down: none of these is steady, so none is
-//! reported.
+//! stays, a pool that goes up and down: none of these grows steadily, so
+//! none is reported.
 //!
 //! The monitor also checks the two things the guide's detector checked:
 //! RSS against a multiple of its baseline, and live tasks (see
@@ -33,7 +40,17 @@
 //!
 //! The window holds `window` raw snapshots, each one entry per live stack:
 //! its memory depends on the number of distinct live stacks, never on
-//! uptime. The monitor's own allocations are not traced.
+//! uptime; sites are remembered while reported and for a window after they
+//! are cleared. The monitor's own allocations are not traced.
+//!
+//! Files: `builder.rs` (settings, handle), `findings.rs` (public types),
+//! `worker.rs` (schedule, snapshot, RSS and task checks), `judge.rs` (leak
+//! judging), `clearing.rs` (following and clearing reported sites),
+//! `report.rs` (report writing).
+//!
+//! [`analyze_series`]: crate::analyze_series
+
+#![forbid(unsafe_code)]
 
 mod builder;
 mod clearing;
