@@ -833,11 +833,11 @@ mod tests {
             out.push(("leak under churn, 1/128 of the range per interval", Box::new(|s| churn_leak(s, 128))));
             out.push(("pure churn, uniform 0-256 KiB", Box::new(|s| churn_leak(s, 0))));
             out.push(("slow churn, lag-1 autocorrelation 0.8", Box::new(slow_churn)));
-            out.push(("noisy leak, 0-2x the mean retained per interval", Box::new(noisy_leak)));
+            out.push(("noisy leak, a random 0-32 KiB retained per interval", Box::new(noisy_leak)));
             out.push(("one-time load", Box::new(one_time_load)));
             out.push(("cache filling over the first 20-50%, then flat", Box::new(filling_cache)));
-            out.push(("sampled: one 64 KiB block every 3 intervals", Box::new(|s| sampled_leak(s, 0))));
-            out.push(("sampled: the same under 0-3 blocks of churn", Box::new(|s| sampled_leak(s, 3))));
+            out.push(("sampled leak: one 64 KiB block every 3 intervals", Box::new(|s| sampled_leak(s, 0))));
+            out.push(("sampled leak: the same under 0-3 blocks of churn", Box::new(|s| sampled_leak(s, 3))));
             out
         }
     }
