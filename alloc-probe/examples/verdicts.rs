@@ -19,6 +19,20 @@ const SEEDS: u64 = 200;
 const VERDICTS: [Verdict; 6] =
     [Verdict::Steady, Verdict::Step, Verdict::Plateau, Verdict::Churn, Verdict::Flat, Verdict::Shrinking];
 
+/// The rule before Mann-Kendall, for comparison: grew in at least half of
+/// the intervals, keeping at least half of its gains.
+fn old_rule_steady(sizes: &[u64]) -> bool {
+    let (mut grew, mut up) = (0usize, 0u64);
+    for w in sizes.windows(2) {
+        if w[1] > w[0] {
+            grew += 1;
+            up += w[1] - w[0];
+        }
+    }
+    let (first, last) = (sizes[0], sizes[sizes.len() - 1]);
+    last > first && 2 * (last - first) >= up && 2 * grew >= sizes.len() - 1
+}
+
 /// Leaks: the shapes that should come out `steady`.
 fn is_leak(name: &str) -> bool {
     name.contains("leak")
@@ -39,23 +53,27 @@ fn main() {
          snapshots one second apart, each series judged by `leaktrace::analyze_series`. \
          `steady` is Mann-Kendall p < 1% (tie corrected, Hamed-Rao over 5 lags), a positive \
          Theil-Sen slope and the growth still present in the last third of the intervals; see the \
-         docs of `leaktrace::trend`."
+         docs of `leaktrace::trend`. The last column is how many the rule before it (grew in at \
+         least half of the intervals, keeping half of its gains) called `steady`."
     );
     println!();
     print!("| shape | should be |");
     for v in VERDICTS {
         print!(" {v} |");
     }
+    print!(" old rule: steady |");
     println!();
     print!("|---|---|");
     for _ in VERDICTS {
         print!("---:|");
     }
+    print!("---:|");
     println!();
     for (name, shape) in shapes::all() {
-        let mut counts = [0u64; VERDICTS.len()];
+        let (mut counts, mut old) = ([0u64; VERDICTS.len()], 0u64);
         for seed in 0..SEEDS {
             let sizes = shape(seed);
+            old += old_rule_steady(&sizes) as u64;
             let verdict = analyze_series(&shapes::times(sizes.len()), &sizes).verdict;
             counts[VERDICTS.iter().position(|&v| v == verdict).unwrap_or(0)] += 1;
         }
@@ -63,7 +81,7 @@ fn main() {
         for c in counts {
             print!(" {c} |");
         }
-        println!();
+        println!(" {old} |");
     }
     println!();
     println!(
