@@ -164,7 +164,7 @@ mod shapes {
     /// snapshots.
     pub fn churn_leak(seed: u64, divisor: u64) -> Vec<u64> {
         let mut r = Rng::new(seed, 200 + divisor);
-        let retained = if divisor == 0 { 0 } else { CHURN_BYTES / divisor };
+        let retained = CHURN_BYTES.checked_div(divisor).unwrap_or(0);
         (0..60u64).map(|i| i * retained + r.range(0, CHURN_BYTES)).collect()
     }
 

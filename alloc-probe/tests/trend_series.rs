@@ -191,7 +191,9 @@ fn bursty_leaks_and_leaks_under_churn_rank_above_loads_caches_and_churn() {
     assert_eq!(site(&trend, &FILLING)["verdict"], "plateau");
     assert_eq!(site(&trend, &ONCE)["verdict"], "step");
     assert_eq!(site(&trend, &POOL)["verdict"], "churn");
-    assert!(site(&trend, &ONCE)["size_last"].as_u64().unwrap() > 4 * site(&trend, &BURSTY)["size_last"].as_u64().unwrap());
+    assert!(
+        site(&trend, &ONCE)["size_last"].as_u64().unwrap() > 4 * site(&trend, &BURSTY)["size_last"].as_u64().unwrap()
+    );
 
     // The table says so too, and --fail-over counts the three leaks only.
     let run = probe(["trend", &arg(tmp.path()), "--fail-over", "100KiB"]);

@@ -24,7 +24,8 @@
 //! and its growth doubles with the run's length.
 
 use super::{Scenario, ScenarioFuture, Steps, Variant};
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 
 pub const SCENARIO: Scenario = Scenario {
     name: "bursty_log",
@@ -69,8 +70,11 @@ fn run(variant: Variant, steps: &mut Steps) -> ScenarioFuture<'_> {
 
 /// One audit entry: who did what, padded to [`ENTRY_BYTES`].
 fn entry(step: usize, i: usize) -> String {
-    let mut e = format!("step={step} request={i} action=update user=u{:04};", (step * 31 + i) % 1000);
-    e.extend(std::iter::repeat_n('.', ENTRY_BYTES.saturating_sub(e.len())));
+    let mut e = String::with_capacity(ENTRY_BYTES);
+    let _ = write!(e, "step={step} request={i} action=update user=u{:04};", (step * 31 + i) % 1000);
+    while e.len() < ENTRY_BYTES {
+        e.push('.');
+    }
     e
 }
 
