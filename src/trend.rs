@@ -569,7 +569,11 @@ pub fn trend(snapshots: &[Snapshot], group_by: GroupBy) -> Trend {
         for stat in snap.statistics(group_by) {
             let ctx = stat.context.clone().unwrap_or_default();
             let key = match group_by {
-                GroupBy::Line => (ctx, String::new(), stat.location.file.clone(), stat.location.line),
+                GroupBy::Line => {
+                    let func =
+                        if stat.location.file.is_empty() { stat.location.function.clone() } else { String::new() };
+                    (ctx, func, stat.location.file.clone(), stat.location.line)
+                }
                 GroupBy::Function => (ctx, stat.location.function.clone(), String::new(), 0),
                 GroupBy::File => (ctx, String::new(), stat.location.file.clone(), 0),
                 GroupBy::Context => (ctx, String::new(), String::new(), 0),

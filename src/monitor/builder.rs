@@ -91,7 +91,8 @@ impl MonitorBuilder {
     /// (default 0.5, which the steady verdict requires anyway; raise it to
     /// demand more regular growth).
     pub fn min_grew_fraction(mut self, fraction: f64) -> Self {
-        self.min_grew_fraction = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.5 };
+        self.min_grew_fraction =
+            if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { Monitor::DEFAULT_MIN_GREW_FRACTION };
         self
     }
 
@@ -260,6 +261,10 @@ impl Monitor {
     pub const DEFAULT_MIN_WINDOW: usize = 10;
     /// Default growth over the window below which a steady site is not reported.
     pub const DEFAULT_MIN_GROWTH_BYTES: u64 = 1 << 20;
+    /// Default share of intervals a site must have grown in: none, since
+    /// the trend statistic (Mann-Kendall, see `leaktrace::analyze_series`)
+    /// already tells a leak that grows in one interval of five from churn.
+    pub const DEFAULT_MIN_GREW_FRACTION: f64 = 0.0;
     /// Default factor by which a reported site must grow to be reported again.
     pub const DEFAULT_REREPORT_FACTOR: f64 = 2.0;
     /// Default RSS multiple of the baseline that triggers a warning (the guide's 1.5).
@@ -276,7 +281,7 @@ impl Monitor {
             window: Monitor::DEFAULT_WINDOW,
             min_window: None,
             min_growth_bytes: Monitor::DEFAULT_MIN_GROWTH_BYTES,
-            min_grew_fraction: 0.5,
+            min_grew_fraction: Monitor::DEFAULT_MIN_GREW_FRACTION,
             rereport_factor: Monitor::DEFAULT_REREPORT_FACTOR,
             rss_growth_warning: Monitor::DEFAULT_RSS_GROWTH_WARNING,
             live_tasks_warning: Monitor::DEFAULT_LIVE_TASKS_WARNING,

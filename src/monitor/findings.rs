@@ -82,6 +82,10 @@ pub struct LeakSuspect {
     /// the re-report factor); `false` for a site reported before and
     /// listed again for context.
     pub fresh: bool,
+    /// The context its blocks were allocated under (see [`crate::context`]):
+    /// the same line under two contexts is two suspects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 impl std::fmt::Display for LeakSuspect {
@@ -249,7 +253,11 @@ impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Finding::Leak(l) => {
-                write!(f, "leaktrace: {} at {}", if l.repeat { "steady growth continues" } else { "steady growth" }, l.suspect)?;
+                let what = if l.repeat { "steady growth continues" } else { "steady growth" };
+                match &l.suspect.context {
+                    Some(ctx) => write!(f, "leaktrace: {what} under `{ctx}` at {}", l.suspect)?,
+                    None => write!(f, "leaktrace: {what} at {}", l.suspect)?,
+                }
                 match &l.report {
                     Some(p) => write!(f, "; report: {}", p.display()),
                     None => write!(f, "; no report written"),

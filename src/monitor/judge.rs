@@ -46,12 +46,14 @@ const RECENT_SHARE: f64 = 0.15;
 /// Share of the gross rise that the net gain must be (as `analyze_series`).
 const NET_SHARE: f64 = 0.5;
 
-/// The key of a site: file and line; the function when the file is unknown.
-pub(super) type SiteKey = (String, u32, String);
+/// The key of a site: file and line (the function when the file is
+/// unknown, as diffs and trends key it), and the context: the same line
+/// under two routes is two sites.
+pub(super) type SiteKey = (String, u32, String, Option<String>);
 
-pub(super) fn site_key(f: &Frame) -> SiteKey {
+pub(super) fn site_key(f: &Frame, context: Option<&str>) -> SiteKey {
     let func = if f.file.is_empty() { f.function.clone() } else { String::new() };
-    (f.file.clone(), f.line, func)
+    (f.file.clone(), f.line, func, context.map(str::to_owned))
 }
 
 /// Where a series' current growth began: the last snapshot at which it was
@@ -134,6 +136,7 @@ struct Candidate {
 /// Candidates grouped by site.
 struct Group {
     location: Frame,
+    context: Option<String>,
     traceback: Vec<Frame>,
     largest: u64,
     sizes: Vec<u64>,
@@ -231,8 +234,10 @@ impl Worker {
                 return;
             }
             let tb = crate::snapshot::traceback_of_stack(c.id);
-            let g = groups.entry(site_key(&tb[0])).or_insert_with(|| Group {
+            let context = crate::snapshot::context_of_stack(c.id);
+            let g = groups.entry(site_key(&tb[0], context.as_deref())).or_insert_with(|| Group {
                 location: tb[0].clone(),
+                context,
                 traceback: tb.to_vec(),
                 largest: 0,
                 sizes: vec![0; n],
@@ -258,6 +263,7 @@ impl Worker {
         let mut suspects: Vec<Suspect> = Vec::new();
         for (_, g) in groups {
             let (location, traceback, blocks, ids) = (g.location.clone(), g.traceback.clone(), g.blocks, g.ids.clone());
+            let context = g.context.clone();
             let Some((t, sizes)) = self.judge_group(g, &times, mean_bytes) else {
                 continue;
             };
@@ -282,6 +288,7 @@ impl Worker {
                     sizes,
                     stacks,
                     fresh: false,
+                    context,
                 },
                 ids,
                 repeat: false,
@@ -295,11 +302,10 @@ impl Worker {
         suspects.retain(|s| !s.withdrawn);
         // The report's subject first, each part as `alloc-probe trend` ranks.
         suspects.sort_by(|a, b| {
-            b.suspect
-                .fresh
-                .cmp(&a.suspect.fresh)
-                .then_with(|| rank_key_cmp(&a.trend, &b.trend))
-                .then_with(|| site_key(&a.suspect.location).cmp(&site_key(&b.suspect.location)))
+            b.suspect.fresh.cmp(&a.suspect.fresh).then_with(|| rank_key_cmp(&a.trend, &b.trend)).then_with(|| {
+                site_key(&a.suspect.location, a.suspect.context.as_deref())
+                    .cmp(&site_key(&b.suspect.location, b.suspect.context.as_deref()))
+            })
         });
         let mut fresh: Vec<(usize, bool)> = Vec::new();
         let suspects: Vec<LeakSuspect> = suspects
@@ -325,7 +331,7 @@ impl Worker {
             self.pending_cleared.clear();
         }
         for &(i, _) in &fresh {
-            if let Some(st) = self.sites.get_mut(&site_key(&suspects[i].location)) {
+            if let Some(st) = self.sites.get_mut(&site_key(&suspects[i].location, suspects[i].context.as_deref())) {
                 st.last_report = report.clone();
             }
         }
@@ -353,7 +359,7 @@ impl Worker {
         let seconds: Vec<f64> = self.window.iter().map(|e| e.raw.monotonic_seconds).collect();
         let now = seconds.last().copied().unwrap_or(0.0);
         for s in suspects.iter_mut() {
-            let key = site_key(&s.suspect.location);
+            let key = site_key(&s.suspect.location, s.suspect.context.as_deref());
             let known = self.sites.get(&key).map(|st| (st.phase, st.rose_since_cleared()));
             match known {
                 Some((Phase::Reported, _)) => {

@@ -166,8 +166,8 @@ impl Worker {
 pub(super) fn suspects_first(diff: &mut SnapshotDiff, suspects: &[LeakSuspect]) {
     let mut front = Vec::with_capacity(diff.sites.len());
     for s in suspects {
-        let key = site_key(&s.location);
-        if let Some(i) = diff.sites.iter().position(|d| site_key(&d.location) == key) {
+        let key = site_key(&s.location, s.context.as_deref());
+        if let Some(i) = diff.sites.iter().position(|d| site_key(&d.location, d.context.as_deref()) == key) {
             front.push(diff.sites.remove(i));
         }
     }
@@ -226,9 +226,18 @@ mod tests {
             sizes: vec![0, 10],
             stacks: 1,
             fresh: true,
+            context: None,
         };
-        suspects_first(&mut diff, &[suspect]);
+        suspects_first(&mut diff, std::slice::from_ref(&suspect));
         let order: Vec<(u32, usize)> = diff.sites.iter().map(|s| (s.location.line, s.rank)).collect();
         assert_eq!(order, vec![(3, 1), (1, 2), (2, 3)]);
+        // A stripped binary: no file, sites told apart by function (as the
+        // diff groups them); the suspect still goes first.
+        let bare = |function: &str| Frame { function: function.into(), file: String::new(), line: 0 };
+        diff.sites[1].location = bare("app::grow");
+        diff.sites[2].location = bare("app::churn");
+        let stripped = LeakSuspect { location: bare("app::grow"), ..suspect };
+        suspects_first(&mut diff, &[stripped]);
+        assert_eq!(diff.sites[0].location.function, "app::grow");
     }
 }

@@ -133,6 +133,9 @@ impl Worker {
     pub(super) fn tick(&mut self) -> Vec<Finding> {
         let _ignore = Guard::with(IGNORE);
         let mut raw = crate::snapshot::collect();
+        // Each tick is a birth epoch: a snapshot taken later tells blocks
+        // born tick by tick (a leak) from blocks born at one time (a load).
+        crate::snapshot::next_epoch();
         raw.stacks.sort_unstable_by_key(|s| s.0);
         raw.stacks.shrink_to_fit();
         let mut tasks = crate::tasks::task_counts();
