@@ -47,6 +47,10 @@ mod symbolize;
 mod tasks;
 mod trend;
 
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "pprof")]
+pub mod pprof;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 
