@@ -267,18 +267,22 @@ impl Drop for LeakCheck {
 
 /// Resolves stacks and groups them by call site (file and line).
 fn group_sites(stacks: &[(StackId, u64, u64)]) -> Vec<LeakSite> {
-    let mut by_site: HashMap<(String, u32, String), (LeakSite, u64)> = HashMap::new();
+    type Key = (String, u32, String, Option<String>);
+    let mut by_site: HashMap<Key, (LeakSite, u64)> = HashMap::new();
     for &(id, bytes, blocks) in stacks {
         let tb = crate::snapshot::traceback_of_stack(id);
+        let context = crate::snapshot::context_of_stack(id);
         let loc = tb.first().cloned().unwrap_or_else(|| Frame {
             function: crate::symbolize::UNKNOWN.into(),
             file: String::new(),
             line: 0,
         });
-        let key = (loc.file.clone(), loc.line, if loc.file.is_empty() { loc.function.clone() } else { String::new() });
-        let e = by_site
-            .entry(key)
-            .or_insert_with(|| (LeakSite { rank: 0, location: loc, traceback: Vec::new(), bytes: 0, blocks: 0 }, 0));
+        // Sites under different contexts stay apart, as in snapshots.
+        let func = if loc.file.is_empty() { loc.function.clone() } else { String::new() };
+        let key = (loc.file.clone(), loc.line, func, context.clone());
+        let e = by_site.entry(key).or_insert_with(|| {
+            (LeakSite { rank: 0, location: loc, traceback: Vec::new(), bytes: 0, blocks: 0, context }, 0)
+        });
         e.0.bytes += bytes;
         e.0.blocks += blocks;
         if e.0.traceback.is_empty() || bytes > e.1 {
@@ -313,6 +317,9 @@ pub struct LeakSite {
     pub bytes: u64,
     /// Blocks still live.
     pub blocks: u64,
+    /// The context the blocks were allocated under (see [`crate::context`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// What a failed [`LeakCheck`] found: the blocks allocated after `begin`
@@ -355,7 +362,7 @@ impl std::fmt::Display for LeakReport {
             if self.sites.len() == 1 { "" } else { "s" },
         )?;
         for s in &self.sites {
-            write!(f, "  {}. {}", s.rank, s.location)?;
+            write!(f, "  {}. {}", s.rank, crate::site_label(&s.location, s.context.as_deref()))?;
             if !s.location.function.is_empty() && !s.location.file.is_empty() {
                 write!(f, " in {}", s.location.function)?;
             }

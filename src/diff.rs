@@ -75,6 +75,12 @@ pub struct Statistic {
     /// Blocks allocated by the group since `start()`, freed or not.
     #[serde(default)]
     pub alloc_count: u64,
+    /// Live bytes and blocks by birth epoch, oldest first (see [`crate::Birth`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub births: Vec<crate::Birth>,
+    /// How the live blocks spread over their births (see [`crate::birth_shape`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<crate::BirthShape>,
 }
 
 /// One group's change between two snapshots.
@@ -217,9 +223,12 @@ fn group(snapshot: &Snapshot, group_by: GroupBy) -> HashMap<Key, (Statistic, u64
                 context: context.map(str::to_owned),
                 alloc_size: 0,
                 alloc_count: 0,
+                births: Vec::new(),
+                shape: None,
             };
             (stat, 0)
         });
+        crate::births::merge_births(&mut e.0.births, &trace.births);
         e.0.size += trace.size;
         e.0.count += trace.count;
         e.0.alloc_size += trace.alloc_size;
@@ -242,9 +251,23 @@ fn location_order(a: &Frame, b: &Frame) -> Ordering {
 impl Snapshot {
     /// Live memory per group, largest first (ties by count, then location).
     pub fn statistics(&self, group_by: GroupBy) -> Vec<Statistic> {
-        let mut v: Vec<Statistic> = group(self, group_by).into_values().map(|(s, _)| s).collect();
+        let mut v: Vec<Statistic> = group(self, group_by)
+            .into_values()
+            .map(|(mut s, _)| {
+                if !s.births.is_empty() {
+                    s.shape = Some(crate::birth_shape(&s.births, self.epoch));
+                }
+                s
+            })
+            .collect();
         v.sort_by(|a, b| {
-            b.size.cmp(&a.size).then(b.count.cmp(&a.count)).then_with(|| location_order(&a.location, &b.location))
+            b.size
+                .cmp(&a.size)
+                .then(b.count.cmp(&a.count))
+                .then(b.alloc_size.cmp(&a.alloc_size))
+                .then_with(|| location_order(&a.location, &b.location))
+                .then_with(|| a.context.cmp(&b.context))
+                .then_with(|| a.traceback.cmp(&b.traceback))
         });
         v
     }
@@ -260,6 +283,11 @@ impl Snapshot {
         let mut sites = Vec::with_capacity(new.len() + old.len());
         for (key, (stat, _)) in new {
             let (old_size, old_count) = old.remove(&key).map(|(s, _)| (s.size, s.count)).unwrap_or((0, 0));
+            // A group with nothing live on either side (it only allocated
+            // and freed) did not change: allocation totals are not growth.
+            if stat.size == 0 && stat.count == 0 && old_size == 0 && old_count == 0 {
+                continue;
+            }
             let size_diff = stat.size as i64 - old_size as i64;
             sites.push(StatisticDiff {
                 rank: 0,
@@ -274,6 +302,9 @@ impl Snapshot {
             });
         }
         for (_, (stat, _)) in old {
+            if stat.size == 0 && stat.count == 0 {
+                continue;
+            }
             let size_diff = -(stat.size as i64);
             sites.push(StatisticDiff {
                 rank: 0,
@@ -328,6 +359,8 @@ fn rank(sites: &mut [StatisticDiff]) {
             .then(b.size.cmp(&a.size))
             .then(b.count_diff.cmp(&a.count_diff))
             .then_with(|| location_order(&a.location, &b.location))
+            .then_with(|| a.context.cmp(&b.context))
+            .then_with(|| a.traceback.cmp(&b.traceback))
     });
     for (i, s) in sites.iter_mut().enumerate() {
         s.rank = i + 1;

@@ -35,9 +35,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+mod births;
 mod check;
 mod clock;
 mod config;
+pub mod context;
 mod diff;
 pub(crate) mod hot;
 mod monitor;
@@ -53,7 +55,10 @@ pub mod http;
 pub mod pprof;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(feature = "tracing")]
+pub mod tracing;
 
+pub use births::{birth_shape, BirthShape};
 pub use check::*;
 pub use config::{CaptureMethod, Config, Mode, SiteRules};
 pub use diff::{
@@ -63,7 +68,7 @@ pub use diff::{
 pub use hot::alloc::TrackingAllocator;
 pub use monitor::*;
 pub use report::{write_atomic, Error, Result, DIFF_FORMAT, SNAPSHOT_FORMAT, TREND_FORMAT};
-pub use snapshot::{process_memory, Birth, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
+pub use snapshot::{next_epoch, process_memory, Birth, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
 pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
 pub use trend::{analyze_series, rank_key_cmp, trend, SeriesTrend, Trend, TrendPoint, TrendSite, Verdict};
 
@@ -94,6 +99,26 @@ impl std::fmt::Display for Frame {
             (false, line) => write!(f, "{}:{}", self.file, line),
         }
     }
+}
+
+/// How reports show a site under its context: a site with no frame of the
+/// program's own code (a request body collected by a framework's extractor
+/// has its site in `bytes` or `hyper`) leads with its context, as
+/// `POST /{key} › bytes-1.12.2/src/bytes_mut.rs:795`; a site in the
+/// program's own code keeps its place and names the context after it, as
+/// `src/db.rs:40 [POST /{key}]`; without a context, the site alone.
+pub fn site_label(site: &Frame, context: Option<&str>) -> String {
+    match context {
+        None => site.to_string(),
+        Some(ctx) if is_program_frame(site) => format!("{site} [{ctx}]"),
+        Some(ctx) => format!("{ctx} › {site}"),
+    }
+}
+
+/// Whether `frame` is in the program's own code by the default site rules
+/// (not leaktrace, the standard library, a dependency, or C).
+pub fn is_program_frame(frame: &Frame) -> bool {
+    symbolize::is_own(frame)
 }
 
 /// Traced bytes now and at their highest.
@@ -133,10 +158,16 @@ const EXTRA_FRAMES: usize = 24;
 /// traces so far are cleared and the new configuration applies.
 pub fn start(config: Config) {
     let _ignore = Guard::with(IGNORE);
+    if hot::fork::is_forked_child() {
+        log::warn!("leaktrace: start() in the child of a fork is ignored: the child is not traced (see the README, Reliability)");
+        return;
+    }
+    hot::fork::install();
     let _control = CONTROL.lock();
     hot::STATE.store(hot::OFF, Relaxed);
     hot::clear();
     hot::reset_counters();
+    hot::stack::note_main_stack();
     hot::CAPTURE.store(choose_capture(config.capture), Relaxed);
     hot::DEPTH.store((config.frames + EXTRA_FRAMES).min(hot::stack::MAX_DEPTH), Relaxed);
     match config.mode {
@@ -186,6 +217,9 @@ fn choose_capture(asked: CaptureMethod) -> u8 {
 /// Stops tracing and clears the traces (`tracemalloc.stop()`).
 pub fn stop() {
     let _ignore = Guard::with(IGNORE);
+    if hot::fork::is_forked_child() {
+        return;
+    }
     let _control = CONTROL.lock();
     hot::STATE.store(hot::OFF, Relaxed);
     hot::clear();
@@ -224,6 +258,9 @@ pub fn reset_peak() {
 /// (`tracemalloc.clear_traces()`).
 pub fn clear_traces() {
     let _ignore = Guard::with(IGNORE);
+    if hot::fork::is_forked_child() {
+        return;
+    }
     let _control = CONTROL.lock();
     hot::clear();
 }
@@ -231,6 +268,9 @@ pub fn clear_traces() {
 /// Bytes the tracker holds for its own tables (`tracemalloc.get_tracemalloc_memory()`).
 pub fn tracker_memory() -> usize {
     let _ignore = Guard::with(IGNORE);
+    if hot::fork::is_forked_child() {
+        return 0;
+    }
     hot::memory()
 }
 
@@ -240,10 +280,37 @@ pub fn tracker_memory() -> usize {
 pub fn take_snapshot(label: &str) -> Snapshot {
     let snap = {
         let _ignore = Guard::with(IGNORE);
-        let raw = snapshot::collect();
-        snapshot::build(label, &raw)
+        // A forked child's tables may be locked by a thread that is gone.
+        let raw = if hot::fork::is_forked_child() {
+            snapshot::RawSnapshot::default()
+        } else {
+            snapshot::collect_with(snapshot::Detail::Full)
+        };
+        let snap = snapshot::build(label, &raw);
+        snapshot::next_epoch();
+        snap
     };
     hand_over(snap)
+}
+
+/// Where the live traced block that contains `ptr` was allocated, from its
+/// call site outward (tracemalloc's `get_object_traceback`): `None` when no
+/// traced block holds that address (freed, allocated before `start()`, not
+/// sampled in sampled mode, or not heap memory at all).
+///
+/// ```no_run
+/// let v = vec![0u8; 4096];
+/// if let Some(tb) = leaktrace::traceback_of(v[100..].as_ptr()) {
+///     println!("allocated at {}", tb[0]);
+/// }
+/// ```
+pub fn traceback_of<T: ?Sized>(ptr: *const T) -> Option<Vec<Frame>> {
+    let tb = {
+        let _ignore = Guard::with(IGNORE);
+        let id = snapshot::stack_containing(ptr as *const u8 as usize)?;
+        snapshot::traceback_of_stack(id).to_vec()
+    };
+    Some(hand_over(tb))
 }
 
 /// Hands a value built by the tracker (untraced) to the program.

@@ -1234,7 +1234,14 @@ mod tests {
         stacks.sort_unstable_by_key(|s| s.0);
         w.judge(Entry {
             tick: w.tick,
-            raw: RawSnapshot { stacks, unix_seconds: 1.8e9 + t, monotonic_seconds: 100.0 + t, current: 0, peak: 0 },
+            raw: RawSnapshot {
+                stacks,
+                unix_seconds: 1.8e9 + t,
+                monotonic_seconds: 100.0 + t,
+                current: 0,
+                peak: 0,
+                ..RawSnapshot::default()
+            },
             process: None,
             tasks: Vec::new(),
             tracker_bytes: 0,

@@ -65,12 +65,17 @@ pub struct Trace {
     pub births: Vec<Birth>,
 }
 
-/// Live bytes and blocks of one trace born in one epoch (or, for the
-/// oldest bucket of a trace, in that epoch or before).
+/// Live bytes and blocks of one trace born in a range of epochs: the
+/// latest epoch alone, the one before, then ranges twice as long each step
+/// back (2-3 epochs ago, 4-7, ...; 16 buckets at most), so a trace's births
+/// stay bounded however long the program runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Birth {
-    /// The epoch the blocks were born in.
+    /// The oldest epoch of the range.
     pub epoch: u64,
+    /// The newest epoch of the range (equal to `epoch` for one epoch).
+    #[serde(default)]
+    pub epoch_last: u64,
     /// Live bytes born then.
     pub size: u64,
     /// Live blocks born then.
@@ -145,35 +150,149 @@ pub(crate) struct RawSnapshot {
     pub(crate) monotonic_seconds: f64,
     pub(crate) current: u64,
     pub(crate) peak: u64,
+    /// The birth epoch in force when collected.
+    pub(crate) epoch: u64,
+    /// With [`Detail::Full`]: live bytes and blocks per stack by age bucket
+    /// (see [`age_bucket`]), sorted by stack id.
+    pub(crate) births: Vec<(StackId, BirthBuckets)>,
+    /// With [`Detail::Full`]: `(stack, alloc bytes, alloc blocks)` of every
+    /// stack that allocated since `start()`, live or not.
+    pub(crate) allocs: Vec<(StackId, u64, u64)>,
 }
 
-/// Sums live blocks per stack, shard by shard.
+/// How much [`collect`] gathers: the monitor's window wants the live bytes
+/// alone; a snapshot wants births and allocation totals too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Detail {
+    Live,
+    Full,
+}
+
+/// Age buckets kept per trace: ages 0, 1, 2-3, 4-7, ..., and 2^14 epochs or more.
+pub(crate) const AGE_BUCKETS: usize = 16;
+
+/// `(bytes, blocks)` per age bucket.
+pub(crate) type BirthBuckets = [(u64, u64); AGE_BUCKETS];
+
+/// The bucket of a block `age` epochs old: 0 for this epoch, then one
+/// bucket per power of two, so 16 buckets cover a block born a moment ago
+/// and one born 16,000 snapshots ago, and a leak that went on all along
+/// spreads over many buckets while a one-time load sits in one.
+#[inline]
+pub(crate) fn age_bucket(age: u64) -> usize {
+    if age == 0 {
+        0
+    } else {
+        ((64 - age.leading_zeros()) as usize).min(AGE_BUCKETS - 1)
+    }
+}
+
+/// The ages `[lo, hi]` a bucket covers (`hi` is `u64::MAX` for the oldest).
+pub(crate) fn bucket_ages(bucket: usize) -> (u64, u64) {
+    match bucket {
+        0 => (0, 0),
+        b if b == AGE_BUCKETS - 1 => (1 << (b - 1), u64::MAX),
+        b => (1 << (b - 1), (1 << b) - 1),
+    }
+}
+
+/// Starts a new birth epoch and returns it: blocks allocated from now on are
+/// born in it. Snapshots and monitor ticks call this.
+pub fn next_epoch() -> u64 {
+    hot::BIRTH_EPOCH.fetch_add(1, Relaxed) + 1
+}
+
+/// Sums live blocks per stack, shard by shard: live bytes and blocks only
+/// (the monitor's window).
 pub(crate) fn collect() -> RawSnapshot {
+    collect_with(Detail::Live)
+}
+
+/// Sums live blocks per stack, shard by shard, with `detail`.
+pub(crate) fn collect_with(detail: Detail) -> RawSnapshot {
     let _ignore = Guard::with(IGNORE);
     let sampled = MODE.load(Relaxed) == MODE_SAMPLED;
     let mean = MEAN_BYTES.load(Relaxed);
-    let mut acc: HashMap<StackId, (f64, f64)> = HashMap::with_capacity(STACKS.len() + 16);
+    let epoch = hot::BIRTH_EPOCH.load(Relaxed);
+    let full = detail == Detail::Full;
+    #[derive(Default)]
+    struct Acc {
+        bytes: f64,
+        blocks: f64,
+        births: Option<Box<[(f64, f64); AGE_BUCKETS]>>,
+    }
+    let mut acc: HashMap<StackId, Acc> = HashMap::with_capacity(STACKS.len() + 16);
     for i in 0..BlockTable::shard_count() {
         let shard = BLOCKS.lock_shard(i);
-        for &word in shard.values() {
+        for (key, &word) in shard.iter() {
             let (stack, size) = unpack(word);
             let w = if sampled { 1.0 / sample::probability(size, mean) } else { 1.0 };
-            let e = acc.entry(stack).or_insert((0.0, 0.0));
-            e.0 += size as f64 * w;
-            e.1 += w;
+            let e = acc.entry(stack).or_default();
+            e.bytes += size as f64 * w;
+            e.blocks += w;
+            if full {
+                // Epochs are kept modulo 2^16: the age is the distance back.
+                let age = (epoch as u16).wrapping_sub(key.epoch()) as u64;
+                let b = &mut e.births.get_or_insert_with(|| Box::new([(0.0, 0.0); AGE_BUCKETS]))[age_bucket(age)];
+                b.0 += size as f64 * w;
+                b.1 += w;
+            }
         }
     }
     let (current, peak) = hot::traced();
     let mut stacks: Vec<(StackId, u64, u64)> =
-        acc.into_iter().map(|(id, (b, n))| (id, b.round() as u64, n.round() as u64)).collect();
+        acc.iter().map(|(&id, a)| (id, a.bytes.round() as u64, a.blocks.round() as u64)).collect();
     stacks.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut births: Vec<(StackId, BirthBuckets)> = acc
+        .into_iter()
+        .filter_map(|(id, a)| {
+            let b = a.births?;
+            Some((id, std::array::from_fn(|i| (b[i].0.round() as u64, b[i].1.round() as u64))))
+        })
+        .collect();
+    births.sort_unstable_by_key(|b| b.0);
+    let allocs = if full {
+        (0..STACKS.len() as StackId)
+            .filter_map(|id| {
+                let (bytes, blocks) = STACKS.alloc_totals(id);
+                (bytes > 0 || blocks > 0).then_some((id, bytes, blocks))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     RawSnapshot {
         stacks,
         unix_seconds: clock::unix_now(),
         monotonic_seconds: clock::monotonic_now(),
         current: current as u64,
         peak: peak as u64,
+        epoch,
+        births,
+        allocs,
     }
+}
+
+/// The context label stack `id` was captured under, if any.
+pub(crate) fn context_of_stack(id: StackId) -> Option<String> {
+    crate::context::label(STACKS.context(id))
+}
+
+/// The stack of the live traced block that contains `addr`, if any. A scan
+/// of every shard: for a person asking about one object, not for a loop.
+pub(crate) fn stack_containing(addr: usize) -> Option<StackId> {
+    let _ignore = Guard::with(IGNORE);
+    for i in 0..BlockTable::shard_count() {
+        let shard = BLOCKS.lock_shard(i);
+        for (key, &word) in shard.iter() {
+            let (stack, size) = unpack(word);
+            let start = key.addr();
+            if addr >= start && addr < start + size.max(1) {
+                return Some(stack);
+            }
+        }
+    }
+    None
 }
 
 /// The traceback of an interned stack, from its call site outward, under
@@ -191,8 +310,13 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
     let settings = crate::settings();
     let mut frames: Vec<Frame> = Vec::new();
     let mut frame_ids: HashMap<Frame, u32> = HashMap::new();
-    let mut traces: HashMap<Vec<u32>, (u64, u64)> = HashMap::new();
-    for &(id, bytes, blocks) in &raw.stacks {
+    let mut contexts: Vec<String> = Vec::new();
+    let mut context_ids: HashMap<u32, u32> = HashMap::new();
+    // A trace is a distinct traceback under a distinct context.
+    let mut traces: HashMap<(Vec<u32>, Option<u32>), Trace> = HashMap::new();
+    let live = raw.stacks.iter().map(|&(id, bytes, blocks)| (id, bytes, blocks, 0, 0));
+    let dead = raw.allocs.iter().map(|&(id, bytes, blocks)| (id, 0, 0, bytes, blocks));
+    for (id, bytes, blocks, alloc_bytes, alloc_blocks) in live.chain(dead) {
         let tb = traceback_of_stack(id);
         let key: Vec<u32> = tb
             .iter()
@@ -203,13 +327,37 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
                 })
             })
             .collect();
-        let e = traces.entry(key).or_insert((0, 0));
-        e.0 += bytes;
-        e.1 += blocks;
+        let ctx = match STACKS.context(id) {
+            0 => None,
+            c => Some(*context_ids.entry(c).or_insert_with(|| {
+                contexts.push(crate::context::label(c).unwrap_or_default());
+                contexts.len() as u32 - 1
+            })),
+        };
+        let t = traces.entry((key, ctx)).or_insert_with_key(|(frames, context)| Trace {
+            frames: frames.clone(),
+            context: *context,
+            ..Trace::default()
+        });
+        t.size += bytes;
+        t.count += blocks;
+        t.alloc_size += alloc_bytes;
+        t.alloc_count += alloc_blocks;
+        if bytes > 0 {
+            if let Ok(i) = raw.births.binary_search_by_key(&id, |b| b.0) {
+                add_births(&mut t.births, &raw.births[i].1, raw.epoch);
+            }
+        }
     }
-    let mut traces: Vec<Trace> =
-        traces.into_iter().map(|(frames, (size, count))| Trace { size, count, frames, ..Trace::default() }).collect();
-    traces.sort_by(|a, b| b.size.cmp(&a.size).then(b.count.cmp(&a.count)).then(a.frames.cmp(&b.frames)));
+    let mut traces: Vec<Trace> = traces.into_values().collect();
+    traces.sort_by(|a, b| {
+        b.size
+            .cmp(&a.size)
+            .then(b.count.cmp(&a.count))
+            .then(b.alloc_size.cmp(&a.alloc_size))
+            .then(a.frames.cmp(&b.frames))
+            .then(a.context.cmp(&b.context))
+    });
     let sampled = settings.mode != crate::Mode::Full;
     Snapshot {
         label: label.to_string(),
@@ -235,10 +383,32 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
         process: process_memory(),
         frames,
         traces,
-        tasks: crate::tasks::task_stats(),
-        epoch: 0,
-        contexts: Vec::new(),
+        // A forked child's task table may be locked by a thread that is gone.
+        tasks: if hot::fork::is_forked_child() { Vec::new() } else { crate::tasks::task_stats() },
+        epoch: raw.epoch,
+        contexts,
     }
+}
+
+/// Adds one stack's age buckets to a trace's births (oldest first), taken
+/// at `epoch`.
+fn add_births(births: &mut Vec<Birth>, buckets: &BirthBuckets, epoch: u64) {
+    for (b, &(size, count)) in buckets.iter().enumerate().rev() {
+        if size == 0 && count == 0 {
+            continue;
+        }
+        let (young, old) = bucket_ages(b);
+        let first = epoch.saturating_sub(old);
+        let last = epoch.saturating_sub(young);
+        match births.iter_mut().find(|x| x.epoch == first && x.epoch_last == last) {
+            Some(x) => {
+                x.size += size;
+                x.count += count;
+            }
+            None => births.push(Birth { epoch: first, epoch_last: last, size, count }),
+        }
+    }
+    births.sort_by_key(|b| b.epoch);
 }
 
 /// RSS and VMS from `/proc/self/statm`.

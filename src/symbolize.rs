@@ -105,6 +105,12 @@ pub(crate) fn classify(frame: &Frame, rules: &SiteRules) -> FrameKind {
     FrameKind::Own
 }
 
+/// Whether a site is a frame of the program's own code under the default
+/// rules (for how reports show it, see `crate::site_label`).
+pub(crate) fn is_own(frame: &Frame) -> bool {
+    classify(frame, &SiteRules::default()) == FrameKind::Own
+}
+
 /// Index of the site among `frames`: the first own frame; else the first
 /// dependency frame; else the first frame that is not the tracker's; else 0.
 pub(crate) fn choose_site(frames: &[Frame], rules: &SiteRules) -> usize {

@@ -241,6 +241,8 @@ pub fn trend(snapshots: &[Snapshot], group_by: GroupBy) -> Trend {
     }
     let mut sites: Vec<(SeriesTrend, TrendSite)> = rows
         .into_values()
+        // Sites with nothing live in any snapshot only allocated and freed.
+        .filter(|row| row.1.iter().any(|&v| v > 0))
         .map(|(location, sizes, count_last, traceback, context)| {
             let t = analyze_series(&times, &sizes);
             let count_last = if sizes[n - 1] == 0 { 0 } else { count_last };

@@ -91,6 +91,39 @@ pub fn site(f: &Frame) -> String {
     }
 }
 
+/// A site as tables show it under its context (see `leaktrace::site_label`):
+/// the context first when the site is not the program's own code.
+pub fn site_in(f: &Frame, context: Option<&str>) -> String {
+    match context {
+        None => site(f),
+        Some(ctx) if leaktrace::is_program_frame(f) => format!("{} [{ctx}]", site(f)),
+        Some(ctx) => format!("{ctx} › {}", site(f)),
+    }
+}
+
+/// The births of a site as a bar, oldest age range on the left, one column
+/// per range that the snapshot's epoch reaches back to: `▁▁▂▃▅█` is born
+/// all along, `█     ` all at one old time, `     █` all just now.
+pub fn age_bar(births: &[leaktrace::Birth], epoch: u64) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let bucket = |age: u64| if age == 0 { 0 } else { ((64 - age.leading_zeros()) as usize).min(15) };
+    let columns = bucket(epoch) + 1;
+    let mut slots = vec![0u64; columns];
+    for b in births {
+        let i = bucket(epoch.saturating_sub(b.epoch_last.max(b.epoch))).min(columns - 1);
+        slots[i] += b.size;
+    }
+    let hi = slots.iter().copied().max().unwrap_or(0);
+    slots
+        .iter()
+        .rev()
+        .map(|&v| match v {
+            0 => ' ',
+            _ => BARS[((v as f64 / hi.max(1) as f64) * 7.0).round() as usize],
+        })
+        .collect()
+}
+
 /// A function name without the closure noise of async code
 /// (`a::b::{{closure}}::{{closure}}` reads `a::b::{closure}`).
 fn short_function(f: &str) -> String {
@@ -231,7 +264,7 @@ pub fn diff_table(diff: &SnapshotDiff, top: usize) -> String {
                 s.count.to_string(),
                 signed(s.count_diff),
                 rate(s.growth_bytes_per_sec),
-                site(&s.location),
+                site_in(&s.location, s.context.as_deref()),
             ],
             traceback_notes(&s.traceback, with_tb),
         );
@@ -289,21 +322,29 @@ pub fn show_table(snap: &Snapshot, stats: &[Statistic], group_by: leaktrace::Gro
     let total: u64 = stats.iter().map(|s| s.size).sum();
     let _ = writeln!(out, "grouped by {}: {} sites\n", group_by.as_str(), stats.len());
     let with_tb = group_by == leaktrace::GroupBy::Traceback;
-    let mut table = Table::new(&[("rank", R), ("size", R), ("share", R), ("count", R), ("average", R), ("site", L)]);
-    for (i, s) in stats.iter().take(top).enumerate() {
+    // Sites whose live blocks were born all along (accumulating) first,
+    // above larger ones born at one time: the likelier leaks. Within each
+    // part, largest first as `statistics()` gives them.
+    let with_births = stats.iter().any(|s| s.shape.is_some());
+    let mut order: Vec<&Statistic> = stats.iter().collect();
+    order.sort_by_key(|s| s.shape != Some(leaktrace::BirthShape::Accumulating));
+    let mut columns = vec![("rank", R), ("size", R), ("share", R), ("count", R), ("average", R)];
+    if with_births {
+        columns.extend([("shape", L), ("born (old → new)", L)]);
+    }
+    columns.push(("site", L));
+    let mut table = Table::new(&columns);
+    for (i, s) in order.iter().take(top).enumerate() {
         let share = if total == 0 { 0.0 } else { s.size as f64 * 100.0 / total as f64 };
         let avg = s.size.checked_div(s.count).unwrap_or(0);
-        table.row(
-            vec![
-                format!("#{}", i + 1),
-                bytes(s.size),
-                format!("{share:.1}%"),
-                s.count.to_string(),
-                bytes(avg),
-                site(&s.location),
-            ],
-            traceback_notes(&s.traceback, with_tb),
-        );
+        let mut row =
+            vec![format!("#{}", i + 1), bytes(s.size), format!("{share:.1}%"), s.count.to_string(), bytes(avg)];
+        if with_births {
+            row.push(s.shape.map_or("-", |x| x.as_str()).to_string());
+            row.push(format!("|{}|", age_bar(&s.births, snap.epoch)));
+        }
+        row.push(site_in(&s.location, s.context.as_deref()));
+        table.row(row, traceback_notes(&s.traceback, with_tb));
     }
     if stats.is_empty() {
         out.push_str("(no live sites)\n");
@@ -379,7 +420,7 @@ fn trend_row(s: &TrendSite, intervals: usize) -> Vec<String> {
         rate(s.slope_bytes_per_sec),
         format!("{grew}/{intervals}"),
         sparkline(&s.sizes, 16),
-        site(&s.location),
+        site_in(&s.location, s.context.as_deref()),
     ]
 }
 

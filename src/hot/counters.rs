@@ -136,12 +136,15 @@ pub(crate) fn forget_bytes(bytes: usize) {
     GLOBAL.fetch_sub(bytes as isize, Relaxed);
 }
 
-/// Zeroes everything. Only while no hook can run (tracing off).
+/// Starts the total and the peak again from zero, while hooks may run.
+///
+/// Slots are written only by their owner (a load then a store, no lock
+/// prefix), so zeroing them from here could be overwritten by an owner's
+/// store of its stale value. Instead the sum read now is taken out of
+/// `GLOBAL`: whatever an owner adds to its slot after the read stays in the
+/// slot and in the new total.
 pub(crate) fn reset() {
-    for s in PENDING.iter() {
-        s.0.store(0, Relaxed);
-    }
-    GLOBAL.store(0, Relaxed);
+    GLOBAL.fetch_sub(total(), Relaxed);
     PEAK.store(0, Relaxed);
 }
 
@@ -149,8 +152,65 @@ pub(crate) fn reset() {
 mod tests {
     use super::*;
 
+    /// The counters are process-wide: these tests take turns.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn reset_while_others_add_keeps_exactly_what_came_after() {
+        use std::sync::atomic::{AtomicBool, AtomicU8};
+        let _serial = SERIAL.lock().unwrap();
+        // 0: before the reset, 1: reset running, 2: reset done, 3: stop.
+        static PHASE: AtomicU8 = AtomicU8::new(0);
+        static GO: AtomicBool = AtomicBool::new(false);
+        PHASE.store(0, Relaxed);
+        let adders: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let (mut since_start, mut since_done) = (0isize, 0isize);
+                    GO.store(true, Relaxed);
+                    loop {
+                        // Read the phase before adding: an add counted as
+                        // "after the reset started" may have been made before.
+                        let phase = PHASE.load(std::sync::atomic::Ordering::SeqCst);
+                        if phase == 3 {
+                            return (since_start, since_done);
+                        }
+                        add(3);
+                        if phase >= 1 {
+                            since_start += 3;
+                        }
+                        if phase >= 2 {
+                            since_done += 3;
+                        }
+                    }
+                })
+            })
+            .collect();
+        while !GO.load(Relaxed) {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        PHASE.store(1, std::sync::atomic::Ordering::SeqCst);
+        reset();
+        PHASE.store(2, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        PHASE.store(3, std::sync::atomic::Ordering::SeqCst);
+        let (mut lo, mut hi) = (0, 0);
+        for h in adders {
+            let (a, b) = h.join().unwrap();
+            hi += a + 3;
+            lo += b;
+        }
+        let t = total();
+        // Zeroing the slots from here instead lost a reset whenever an owner
+        // stored its stale pending value over the zero: `t` then exceeded `hi`.
+        assert!(lo <= t && t <= hi, "total {t}, added after the reset: between {lo} and {hi}");
+        GLOBAL.fetch_sub(t, Relaxed);
+    }
+
     #[test]
     fn totals_are_exact_across_threads_and_exits() {
+        let _serial = SERIAL.lock().unwrap();
         let before = total();
         let handles: Vec<_> = (0..8)
             .map(|t| {

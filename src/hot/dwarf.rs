@@ -30,8 +30,8 @@
 
 use super::sites::mix;
 use gimli::{
-    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, ParsedEhFrameHdr, RegisterRule,
-    UnwindContext, UnwindSection,
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, EndianSlice, LittleEndian, ParsedEhFrameHdr, Register, RegisterRule,
+    UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow,
 };
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::*};
 
@@ -195,14 +195,47 @@ pub(crate) fn load_modules() -> usize {
     }
     modules.sort_by_key(|m| m.avma.start);
     let n = modules.len();
-    let table = RuleTable {
-        mask: RULE_SLOTS - 1,
-        keys: (0..RULE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-        rules: (0..RULE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
-    };
-    RULES.store(Box::into_raw(Box::new(table)), Release);
-    MODULES.store(Box::into_raw(Box::new(modules)), Release);
+    // One rule table for the life of the process: rules are facts about
+    // code, still true after a restart (objects are never unloaded while
+    // traced), so a `start()` keeps the cache instead of leaking 1 MiB.
+    if RULES.load(Acquire).is_null() {
+        let table = RuleTable {
+            mask: RULE_SLOTS - 1,
+            keys: (0..RULE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            rules: (0..RULE_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        };
+        let fresh = Box::into_raw(Box::new(table));
+        if RULES.compare_exchange(std::ptr::null_mut(), fresh, AcqRel, Acquire).is_err() {
+            // SAFETY: `fresh` was never published; this is its only owner.
+            drop(unsafe { Box::from_raw(fresh) });
+        }
+    }
+    // The module list is replaced only when the loaded objects changed (a
+    // `dlopen` since the last start); a replaced list is leaked, as a hook
+    // may still be reading it, and it is a few hundred bytes per object.
+    let cur = MODULES.load(Acquire);
+    // SAFETY: published module lists are leaked, never freed or mutated.
+    let same = !cur.is_null() && unsafe { &*cur }.iter().map(|m| m.avma.clone()).eq(modules.iter().map(|m| m.avma.clone()));
+    if !same {
+        MODULES.store(Box::into_raw(Box::new(modules)), Release);
+    }
     n
+}
+
+/// gimli's unwind context kept inline, on the stack of the hook that needs
+/// it: `UnwindContext::new()` boxes its storage with an infallible
+/// allocation, which out of memory would abort the program from inside an
+/// allocation. 32 register rules per row is far more than x86-64 CFI uses
+/// (a row with more is an error, and the walk stops); 4 rows of state
+/// stack, as gimli's default. About 4 KiB.
+struct InlineStore;
+
+const INLINE_RULES: usize = 32;
+const INLINE_STACK: usize = 4;
+
+impl UnwindContextStorage<usize> for InlineStore {
+    type Rules = [(Register, RegisterRule<usize>); INLINE_RULES];
+    type Stack = [UnwindTableRow<usize, Self>; INLINE_STACK];
 }
 
 /// Bytes the rule cache holds.
@@ -242,8 +275,8 @@ fn rule_for(table: &RuleTable, addr: u64) -> u64 {
 }
 
 /// Reads the CFI row for `addr` and reduces it to a rule word. Cold: once
-/// per address. Allocates (gimli's unwind context) with `BUSY` set, so
-/// from the inner allocator, untracked.
+/// per address. Allocates nothing: gimli's context lives on this frame
+/// (see [`InlineStore`]).
 #[cold]
 #[inline(never)]
 fn compute_rule(addr: u64) -> u64 {
@@ -260,7 +293,7 @@ fn compute_rule(addr: u64) -> u64 {
     let Some(table) = m.hdr.table() else {
         return STOP;
     };
-    let mut ctx = Box::new(UnwindContext::new());
+    let mut ctx = UnwindContext::<usize, InlineStore>::new_in();
     let svma = addr.wrapping_sub(m.bias);
     let Ok(row) =
         table.unwind_info_for_address(&m.eh_frame, &m.bases, &mut ctx, svma, |s, b, o| s.cie_from_offset(b, o))
@@ -318,10 +351,7 @@ pub(crate) fn capture_dwarf(buf: &mut [std::mem::MaybeUninit<usize>]) -> Option<
         if addr < low || addr % 8 != 0 || addr > high.checked_sub(8)? {
             return None;
         }
-        // SAFETY: `addr .. addr + 8` is aligned and lies between this
-        // frame's stack pointer and the top of this thread's stack: live,
-        // mapped stack memory.
-        Some(unsafe { (addr as *const u64).read_volatile() })
+        Some(super::stack::read_stack_word(addr as usize) as u64)
     };
     let mut lookup = pc;
     let mut n = 0;

@@ -14,27 +14,64 @@
 //! the counts; frees under it are still processed, as they may free a block
 //! the program allocated.
 //!
-//! The state is a `const`-initialised `Cell<u8>` with no destructor, so it
+//! The same word carries the thread's current allocation context (see
+//! `crate::context`), so the hook that records a block reads both with one
+//! thread-local load:
+//!
+//! | bits  | meaning                                          |
+//! |-------|--------------------------------------------------|
+//! | 31..8 | context id (0 = none), set by `context::enter`   |
+//! | 7..0  | guard bits (`BUSY`, `IGNORE`)                    |
+//!
+//! A [`Guard`] restores only the guard bits on drop, so a context changed
+//! while a guard is held is kept.
+//!
+//! The state is a `const`-initialised `Cell<u32>` with no destructor, so it
 //! stays readable during thread exit, after other thread-locals are gone.
 
 use std::cell::Cell;
 
 pub(crate) const BUSY: u8 = 1;
 pub(crate) const IGNORE: u8 = 2;
+const GUARD_BITS: u32 = 0xff;
+const CONTEXT_SHIFT: u32 = 8;
+/// The largest context id the word can hold.
+pub(crate) const MAX_CONTEXT: u32 = u32::MAX >> CONTEXT_SHIFT;
 
 thread_local! {
-    static STATE: Cell<u8> = const { Cell::new(0) };
+    static STATE: Cell<u32> = const { Cell::new(0) };
 }
 
 /// The current thread's guard bits (0 when the thread may be tracked).
 #[inline]
 pub(crate) fn state() -> u8 {
-    STATE.try_with(Cell::get).unwrap_or(BUSY)
+    STATE.try_with(|s| s.get() as u8).unwrap_or(BUSY)
+}
+
+/// The current thread's context id (0 for none).
+#[inline]
+pub(crate) fn context() -> u32 {
+    STATE.try_with(|s| s.get() >> CONTEXT_SHIFT).unwrap_or(0)
+}
+
+/// Sets the current thread's context id (at most [`MAX_CONTEXT`]); returns
+/// the previous one. A thread being torn down keeps none.
+#[inline]
+pub(crate) fn set_context(id: u32) -> u32 {
+    STATE
+        .try_with(|s| {
+            let w = s.get();
+            s.set((w & GUARD_BITS) | (id.min(MAX_CONTEXT) << CONTEXT_SHIFT));
+            w >> CONTEXT_SHIFT
+        })
+        .unwrap_or(0)
 }
 
 /// Sets guard bits for its lifetime and restores the previous state on drop.
 pub(crate) struct Guard {
     prev: u8,
+    /// The thread's context id when the guard was taken.
+    context: u32,
 }
 
 impl Guard {
@@ -44,12 +81,13 @@ impl Guard {
     pub(crate) fn enter_hook() -> Option<Guard> {
         STATE
             .try_with(|s| {
-                let prev = s.get();
+                let w = s.get();
+                let prev = w as u8;
                 if prev != 0 {
                     return None;
                 }
-                s.set(BUSY);
-                Some(Guard { prev })
+                s.set(w | BUSY as u32);
+                Some(Guard { prev, context: w >> CONTEXT_SHIFT })
             })
             .ok()
             .flatten()
@@ -58,21 +96,28 @@ impl Guard {
     /// Sets `bits` on top of the current state (nesting is fine).
     #[inline]
     pub(crate) fn with(bits: u8) -> Guard {
-        let prev = STATE
+        let (prev, context) = STATE
             .try_with(|s| {
-                let prev = s.get();
-                s.set(prev | bits);
-                prev
+                let w = s.get();
+                s.set(w | bits as u32);
+                (w as u8, w >> CONTEXT_SHIFT)
             })
-            .unwrap_or(0);
-        Guard { prev }
+            .unwrap_or((0, 0));
+        Guard { prev, context }
+    }
+
+    /// The thread's context id when this guard was taken (read with the
+    /// guard bits, no second thread-local access).
+    #[inline]
+    pub(crate) fn context(&self) -> u32 {
+        self.context
     }
 }
 
 impl Drop for Guard {
     #[inline]
     fn drop(&mut self) {
-        let prev = self.prev;
-        let _ = STATE.try_with(|s| s.set(prev));
+        let prev = self.prev as u32;
+        let _ = STATE.try_with(|s| s.set((s.get() & !GUARD_BITS) | prev));
     }
 }

@@ -20,6 +20,7 @@
 pub(crate) mod alloc;
 pub(crate) mod counters;
 pub(crate) mod dwarf;
+pub(crate) mod fork;
 pub(crate) mod guard;
 pub(crate) mod sample;
 pub(crate) mod scope;
@@ -28,7 +29,7 @@ pub(crate) mod stack;
 
 use guard::Guard;
 use sites::{BlockTable, StackTable, UNKNOWN_STACK};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// What hooks do: `OFF`, `EXACT` or `SAMPLED`. The one load every hook
 /// pays; it carries the mode too, so the fast paths need no second load.
@@ -53,6 +54,11 @@ pub(crate) static CAPTURE: AtomicU8 = AtomicU8::new(stack::LIBGCC);
 // start (the tables then hold only the sampled blocks).
 /// Blocks that could not be recorded (tracker out of memory, table full).
 pub(crate) static UNTRACKED: AtomicUsize = AtomicUsize::new(0);
+
+/// The birth epoch new blocks are recorded with: a coarse counter that
+/// snapshots and monitor ticks advance (never a clock read per allocation).
+/// Blocks keep it modulo 2^16 (see `sites::BlockKey`).
+pub(crate) static BIRTH_EPOCH: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) static STACKS: StackTable = StackTable::new();
 pub(crate) static BLOCKS: BlockTable = BlockTable::new();
@@ -113,36 +119,58 @@ pub(crate) fn on_alloc(ptr: *mut u8, size: usize, state: u8) {
 
 #[inline(never)]
 fn exact_alloc(addr: usize, size: usize) {
-    let Some(_busy) = Guard::enter_hook() else {
+    let Some(busy) = Guard::enter_hook() else {
         return;
     };
-    record(addr, size, false);
+    record(addr, size, false, busy.context());
 }
 
 #[cold]
 #[inline(never)]
 fn sampled_alloc(addr: usize, size: usize) {
-    let Some(_busy) = Guard::enter_hook() else {
+    let Some(busy) = Guard::enter_hook() else {
         return;
     };
     if sample::crossed(size, MEAN_BYTES.load(Relaxed)) {
-        record(addr, size, true);
+        record(addr, size, true, busy.context());
     }
 }
 
-/// Captures the stack and stores the block. `BUSY` is held by the caller.
+/// The epoch a block born now is recorded with.
 #[inline]
-fn record(addr: usize, size: usize, sampled: bool) {
+fn birth_epoch() -> u16 {
+    BIRTH_EPOCH.load(Relaxed) as u16
+}
+
+/// Captures the stack and stores the block, under the allocating thread's
+/// `context`. `BUSY` is held by the caller.
+#[inline]
+fn record(addr: usize, size: usize, sampled: bool, context: u32) {
     let mut buf = stack::Buf::new();
     let depth = DEPTH.load(Relaxed).min(stack::MAX_DEPTH);
     let ips = buf.fill(depth, CAPTURE.load(Relaxed));
-    let id = STACKS.intern(ips).unwrap_or(UNKNOWN_STACK);
-    store(addr, id, size, sampled);
+    let id = STACKS.intern(ips, context).unwrap_or(UNKNOWN_STACK);
+    count_alloc(id, size, sampled);
+    store(addr, id, size, sampled, birth_epoch());
+}
+
+/// Adds a new block (or a block's growth) of `size` bytes to its stack's
+/// allocation totals: exactly in exact mode; in sampled mode weighted by the
+/// inverse of the chance it had to be sampled, the same unbiased estimate as
+/// the live sizes of a snapshot.
+#[inline]
+fn count_alloc(id: sites::StackId, size: usize, sampled: bool) {
+    if sampled {
+        let w = 1.0 / sample::probability(size, MEAN_BYTES.load(Relaxed));
+        STACKS.count_alloc(id, (size as f64 * w) as u64, (w * sites::COUNT_UNIT as f64) as u64);
+    } else {
+        STACKS.count_alloc(id, size as u64, sites::COUNT_UNIT);
+    }
 }
 
 #[inline]
-fn store(addr: usize, id: sites::StackId, size: usize, sampled: bool) {
-    if let Ok(stale) = BLOCKS.insert(addr, id, size) {
+fn store(addr: usize, id: sites::StackId, size: usize, sampled: bool, epoch: u16) {
+    if let Ok(stale) = BLOCKS.insert(addr, id, size, epoch) {
         if sampled {
             if stale.is_none() {
                 filter_add(addr);
@@ -185,9 +213,9 @@ fn free_slow(addr: usize, sampled: bool) {
 }
 
 #[inline]
-fn forget(addr: usize, sampled: bool) -> Option<(sites::StackId, usize)> {
+fn forget(addr: usize, sampled: bool) -> Option<(sites::StackId, usize, u16)> {
     let found = BLOCKS.remove(addr);
-    if let Some((_, size)) = found {
+    if let Some((_, size, _)) = found {
         scope::untag(addr);
         if sampled {
             filter_remove(addr);
@@ -200,8 +228,8 @@ fn forget(addr: usize, sampled: bool) -> Option<(sites::StackId, usize)> {
 
 /// What `on_realloc_begin` took out of the table, to put back or move.
 pub(crate) struct Moving {
-    /// The old block's record, when it had one.
-    old: Option<(sites::StackId, usize)>,
+    /// The old block's record (stack, size, birth epoch), when it had one.
+    old: Option<(sites::StackId, usize, u16)>,
     /// Whether this realloc is traced at all (not a tracker allocation).
     active: bool,
     /// Sampled mode (from the `STATE` the caller loaded).
@@ -285,26 +313,38 @@ fn realloc_put(m: Moving, addr: usize, old_size: usize, new_addr: usize, new_siz
         if sampled {
             counters::add(old_size as isize);
         }
-        if let Some((id, size)) = old {
-            store(addr, id, size, sampled);
+        if let Some((id, size, epoch)) = old {
+            store(addr, id, size, sampled, epoch);
         }
         return;
     }
+    let context = _busy.context();
     match old {
-        // The block keeps its call site, with its new size.
-        Some((id, _)) => {
+        // The block keeps its call site and birth epoch (its oldest bytes
+        // were born then), with its new size; its growth is allocated.
+        Some((id, size, epoch)) => {
             if sampled {
                 counters::add(new_size as isize);
             }
-            store(new_addr, id, new_size, sampled)
+            if new_size > size {
+                count_alloc_growth(id, new_size - size, new_size, sampled);
+            }
+            store(new_addr, id, new_size, sampled, epoch)
         }
-        None if !sampled => record(new_addr, new_size, false),
+        None if !sampled => record(new_addr, new_size, false, context),
         None => {
             if sample::crossed(new_size, MEAN_BYTES.load(Relaxed)) {
-                record(new_addr, new_size, true);
+                record(new_addr, new_size, true, context);
             }
         }
     }
+}
+
+/// A recorded block grew by `grown` bytes to `new_size`: bytes allocated,
+/// no new block. In sampled mode weighted as the block now is.
+fn count_alloc_growth(id: sites::StackId, grown: usize, new_size: usize, sampled: bool) {
+    let w = if sampled { 1.0 / sample::probability(new_size, MEAN_BYTES.load(Relaxed)) } else { 1.0 };
+    STACKS.count_alloc(id, (grown as f64 * w) as u64, 0);
 }
 
 // ------------------------------------------------------------- control
@@ -314,11 +354,19 @@ fn realloc_put(m: Moving, addr: usize, old_size: usize, new_addr: usize, new_siz
 /// total (frees of them are ignored from now on); sampled mode: the total
 /// starts again from zero.
 pub(crate) fn clear() {
-    let bytes = BLOCKS.clear();
-    scope::clear();
+    // Sampled mode, tracing on: the free filter is zeroed before the shards
+    // are cleared, never after. Zeroed after, a block sampled into an
+    // already-cleared shard in between would keep its record but lose its
+    // filter bit: its free would skip the lookup and it would stay live
+    // forever. Zeroed first, a block recorded in between either lands in a
+    // shard not yet cleared (and goes with it, its bit left set: a harmless
+    // "maybe") or in a cleared one, with its bit.
     for f in FILTER.iter() {
         f.store(0, Relaxed);
     }
+    let bytes = BLOCKS.clear();
+    STACKS.reset_alloc_totals();
+    scope::clear();
     if MODE.load(Relaxed) == MODE_SAMPLED {
         counters::reset();
     } else {
@@ -328,7 +376,7 @@ pub(crate) fn clear() {
     UNTRACKED.store(0, Relaxed);
 }
 
-/// Zeroes the total and the peak; only while tracing is off.
+/// Starts the total and the peak again from zero.
 pub(crate) fn reset_counters() {
     counters::reset();
 }

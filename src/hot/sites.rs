@@ -46,8 +46,8 @@ pub(crate) fn mix(mut x: u64) -> u64 {
 /// cheap enough for 30-odd frames per allocation), then one full mix so
 /// both the index's low bits and the tag's high bits are spread.
 #[inline]
-fn hash_stack(ips: &[usize]) -> u64 {
-    let mut h = ips.len() as u64;
+fn hash_stack(ips: &[usize], context: u32) -> u64 {
+    let mut h = ips.len() as u64 ^ ((context as u64) << 32);
     for &ip in ips {
         h = (h.rotate_left(5) ^ ip as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
@@ -57,12 +57,25 @@ fn hash_stack(ips: &[usize]) -> u64 {
 // ---------------------------------------------------------------- stacks
 
 /// One interned stack. Written once under the insert lock, before the index
-/// slot that names it is published with `Release`.
+/// slot that names it is published with `Release`; only the allocation
+/// totals change afterwards (relaxed statistics counters).
 struct StackSlot {
     hash: AtomicU64,
     ips: AtomicPtr<usize>,
     len: AtomicU32,
+    /// The allocation context the stack was captured under: part of its
+    /// identity, so the same code path under two routes is two stacks.
+    context: AtomicU32,
+    /// Bytes allocated at this stack since `start()` (estimated in sampled mode).
+    alloc_bytes: AtomicU64,
+    /// Blocks allocated at this stack since `start()`, in units of
+    /// 1/[`COUNT_UNIT`] block, so sampled mode's per-sample weights add up
+    /// without rounding each one.
+    alloc_units: AtomicU64,
 }
+
+/// Fixed-point unit of [`StackSlot::alloc_units`].
+pub(crate) const COUNT_UNIT: u64 = 1 << 16;
 
 const FIRST_SEGMENT: usize = 256;
 /// Segment `k` holds `FIRST_SEGMENT << k` slots; 16 segments cover every id
@@ -130,6 +143,48 @@ impl StackTable {
         Some(unsafe { &*seg.add(off) })
     }
 
+    /// The context stack `id` was captured under (0 for none or unknown ids).
+    pub(crate) fn context(&self, id: StackId) -> u32 {
+        if id >= self.len.load(Acquire) {
+            return 0;
+        }
+        self.slot(id).map_or(0, |s| s.context.load(Relaxed))
+    }
+
+    /// Adds an allocation of `bytes` and `units` (see [`COUNT_UNIT`]) to
+    /// stack `id`'s totals.
+    #[inline]
+    pub(crate) fn count_alloc(&self, id: StackId, bytes: u64, units: u64) {
+        if id >= UNKNOWN_STACK {
+            return;
+        }
+        if let Some(slot) = self.slot(id) {
+            slot.alloc_bytes.fetch_add(bytes, Relaxed);
+            slot.alloc_units.fetch_add(units, Relaxed);
+        }
+    }
+
+    /// Stack `id`'s allocation totals: `(bytes, blocks)`.
+    pub(crate) fn alloc_totals(&self, id: StackId) -> (u64, u64) {
+        if id >= self.len.load(Acquire) {
+            return (0, 0);
+        }
+        self.slot(id).map_or((0, 0), |s| {
+            let units = s.alloc_units.load(Relaxed);
+            (s.alloc_bytes.load(Relaxed), (units + COUNT_UNIT / 2) / COUNT_UNIT)
+        })
+    }
+
+    /// Zeroes every stack's allocation totals (at `start()` and `clear_traces()`).
+    pub(crate) fn reset_alloc_totals(&self) {
+        for id in 0..self.len.load(Acquire) {
+            if let Some(slot) = self.slot(id) {
+                slot.alloc_bytes.store(0, Relaxed);
+                slot.alloc_units.store(0, Relaxed);
+            }
+        }
+    }
+
     /// The return addresses of stack `id` (empty for unknown ids).
     pub(crate) fn get(&self, id: StackId) -> &[usize] {
         if id >= self.len.load(Acquire) {
@@ -149,7 +204,7 @@ impl StackTable {
         unsafe { std::slice::from_raw_parts(p, len) }
     }
 
-    fn lookup(&self, ips: &[usize], hash: u64) -> Option<StackId> {
+    fn lookup(&self, ips: &[usize], context: u32, hash: u64) -> Option<StackId> {
         let idx = self.index.load(Acquire);
         if idx.is_null() {
             return None;
@@ -166,7 +221,7 @@ impl StackTable {
             if s >> 32 == hash >> 32 {
                 let id = (s & 0xffff_ffff) as StackId - 1;
                 if let Some(slot) = self.slot(id) {
-                    if slot.hash.load(Relaxed) == hash && self.get(id) == ips {
+                    if slot.hash.load(Relaxed) == hash && slot.context.load(Relaxed) == context && self.get(id) == ips {
                         return Some(id);
                     }
                 }
@@ -175,22 +230,23 @@ impl StackTable {
         }
     }
 
-    /// The id of this stack, interning it when new. `None` when the table is
-    /// full or memory for it cannot be had. Must run with `BUSY` set.
+    /// The id of this stack under `context`, interning it when new. `None`
+    /// when the table is full or memory for it cannot be had. Must run with
+    /// `BUSY` set.
     #[inline]
-    pub(crate) fn intern(&self, ips: &[usize]) -> Option<StackId> {
-        let hash = hash_stack(ips);
-        if let Some(id) = self.lookup(ips, hash) {
+    pub(crate) fn intern(&self, ips: &[usize], context: u32) -> Option<StackId> {
+        let hash = hash_stack(ips, context);
+        if let Some(id) = self.lookup(ips, context, hash) {
             return Some(id);
         }
-        self.insert_slow(ips, hash)
+        self.insert_slow(ips, context, hash)
     }
 
     #[cold]
     #[inline(never)]
-    fn insert_slow(&self, ips: &[usize], hash: u64) -> Option<StackId> {
+    fn insert_slow(&self, ips: &[usize], context: u32, hash: u64) -> Option<StackId> {
         let _lock = self.insert_lock.lock();
-        if let Some(id) = self.lookup(ips, hash) {
+        if let Some(id) = self.lookup(ips, context, hash) {
             return Some(id);
         }
         let id = self.len.load(Relaxed);
@@ -209,6 +265,7 @@ impl StackTable {
         unsafe { ptr::copy_nonoverlapping(ips.as_ptr(), copy, ips.len()) };
         let slot = self.slot(id)?;
         slot.hash.store(hash, Relaxed);
+        slot.context.store(context, Relaxed);
         slot.ips.store(copy, Release);
         slot.len.store(ips.len() as u32, Release);
         self.len.store(id + 1, Release);
@@ -318,7 +375,67 @@ impl BuildHasher for AddrHash {
     }
 }
 
-type BlockMap = HashMap<usize, u64, AddrHash>;
+/// A block table key: the block's address in the low 48 bits, its birth
+/// epoch (see `crate::hot::EPOCH`) in the top 16. Hashing and equality look
+/// at the address only, so a block is found by its address alone and its
+/// epoch costs no memory.
+///
+/// | bits   | meaning                                      |
+/// |--------|----------------------------------------------|
+/// | 63..48 | birth epoch, modulo 2^16                     |
+/// | 47..0  | address                                      |
+///
+/// User-space addresses on x86_64 and aarch64 Linux fit in 48 bits (47 on
+/// x86_64, unless a program maps memory above 2^47 on purpose with 5-level
+/// paging); addresses above that would share a key with their low 48 bits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockKey(u64);
+
+const ADDR_BITS: u32 = 48;
+const ADDR_MASK: u64 = (1 << ADDR_BITS) - 1;
+
+impl BlockKey {
+    /// The key of the block at `addr` (for lookups: any epoch matches).
+    #[inline]
+    pub(crate) fn at(addr: usize) -> BlockKey {
+        BlockKey(addr as u64 & ADDR_MASK)
+    }
+
+    #[inline]
+    fn born(addr: usize, epoch: u16) -> BlockKey {
+        BlockKey((addr as u64 & ADDR_MASK) | ((epoch as u64) << ADDR_BITS))
+    }
+
+    /// The block's address.
+    #[inline]
+    pub(crate) fn addr(self) -> usize {
+        (self.0 & ADDR_MASK) as usize
+    }
+
+    /// The block's birth epoch, modulo 2^16.
+    #[inline]
+    pub(crate) fn epoch(self) -> u16 {
+        (self.0 >> ADDR_BITS) as u16
+    }
+}
+
+impl PartialEq for BlockKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        (self.0 ^ other.0) & ADDR_MASK == 0
+    }
+}
+
+impl Eq for BlockKey {}
+
+impl std::hash::Hash for BlockKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize((self.0 & ADDR_MASK) as usize);
+    }
+}
+
+type BlockMap = HashMap<BlockKey, u64, AddrHash>;
 
 const SHARDS: usize = 128;
 
@@ -375,26 +492,37 @@ impl BlockTable {
         SHARDS
     }
 
-    /// Records a live block. `Err` when the table could not grow (the
-    /// block then goes untracked); `Ok(Some(size))` when a stale record of
-    /// that many bytes was replaced. The caller holds `BUSY`.
+    /// Records a live block born in `epoch`. `Err` when the table could not
+    /// grow (the block then goes untracked); `Ok(Some(size))` when a stale
+    /// record of that many bytes was replaced. The caller holds `BUSY`.
     #[inline]
-    pub(crate) fn insert(&self, addr: usize, stack: StackId, size: usize) -> Result<Option<usize>, ()> {
+    pub(crate) fn insert(&self, addr: usize, stack: StackId, size: usize, epoch: u16) -> Result<Option<usize>, ()> {
         let mut map = self.shards[Self::shard_of(addr)].0.lock();
         if map.try_reserve(1).is_err() {
             return Err(());
         }
         // An address is only present already if its free was never seen
-        // (freed while a hook ran on that thread): the new record replaces it.
-        Ok(map.insert(addr, pack(stack, size)).map(|old| unpack(old).1))
+        // (freed while a hook ran on that thread): the new record replaces
+        // it, key and all (`insert` would keep the stale key's epoch).
+        let key = BlockKey::born(addr, epoch);
+        match map.insert(key, pack(stack, size)) {
+            None => Ok(None),
+            Some(old) => {
+                map.remove(&key);
+                map.insert(key, pack(stack, size));
+                Ok(Some(unpack(old).1))
+            }
+        }
     }
 
-    /// Forgets a block; returns its stack and size when it was tracked.
-    /// The caller holds `BUSY`.
+    /// Forgets a block; returns its stack, size and birth epoch when it was
+    /// tracked. The caller holds `BUSY`.
     #[inline]
-    pub(crate) fn remove(&self, addr: usize) -> Option<(StackId, usize)> {
+    pub(crate) fn remove(&self, addr: usize) -> Option<(StackId, usize, u16)> {
         let mut map = self.shards[Self::shard_of(addr)].0.lock();
-        Some(unpack(map.remove(&addr)?))
+        let (key, word) = map.remove_entry(&BlockKey::at(addr))?;
+        let (stack, size) = unpack(word);
+        Some((stack, size, key.epoch()))
     }
 
     /// Forgets every block, shard by shard; returns the bytes they held.
@@ -438,6 +566,19 @@ mod tests {
     }
 
     #[test]
+    fn block_keys_match_by_address_and_keep_the_epoch() {
+        let table = BlockTable::new();
+        let _busy = Guard::with(BUSY);
+        table.insert(0x7f00_1234_5670, 3, 100, 9).unwrap();
+        assert_eq!(table.remove(0x7f00_1234_5670), Some((3, 100, 9)));
+        assert_eq!(table.remove(0x7f00_1234_5670), None);
+        // A stale record is replaced with the new epoch.
+        table.insert(0x1000, 1, 10, 1).unwrap();
+        assert_eq!(table.insert(0x1000, 2, 20, 5), Ok(Some(10)));
+        assert_eq!(table.remove(0x1000), Some((2, 20, 5)));
+    }
+
+    #[test]
     fn segments_cover_ids_without_gaps() {
         let mut expect = (0usize, 0usize);
         for id in 0..(FIRST_SEGMENT * 7) as StackId {
@@ -456,14 +597,21 @@ mod tests {
         let mut ids = Vec::new();
         for i in 0..3000usize {
             let stack = [i, i + 1, 42];
-            ids.push(TABLE.intern(&stack).unwrap());
+            ids.push(TABLE.intern(&stack, 0).unwrap());
         }
         for (i, &id) in ids.iter().enumerate() {
             let stack = [i, i + 1, 42];
-            assert_eq!(TABLE.intern(&stack), Some(id));
+            assert_eq!(TABLE.intern(&stack, 0), Some(id));
             assert_eq!(TABLE.get(id), &stack);
         }
         assert_eq!(TABLE.len(), 3000);
+        // The same addresses under another context are another stack.
+        let other = TABLE.intern(&[0, 1, 42], 7).unwrap();
+        assert_ne!(Some(other), TABLE.intern(&[0, 1, 42], 0));
+        assert_eq!(TABLE.context(other), 7);
+        assert_eq!(TABLE.get(other), &[0, 1, 42]);
+        TABLE.count_alloc(other, 1024, COUNT_UNIT * 3);
+        assert_eq!(TABLE.alloc_totals(other), (1024, 3));
         assert_eq!(TABLE.get(UNKNOWN_STACK), &[] as &[usize]);
     }
 }

@@ -15,6 +15,7 @@
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// The most return addresses captured for one block.
 pub(crate) const MAX_DEPTH: usize = 128;
@@ -110,15 +111,55 @@ pub(crate) fn stack_bounds() -> Option<(usize, usize)> {
     }
 }
 
+/// The main thread's stack, `[low, high)`, found at `start()` (0, 0 until
+/// then). For the main thread glibc's `pthread_getattr_np` reads and parses
+/// `/proc/self/maps`: file I/O that must not run inside an allocation hook,
+/// so the main thread's bounds are read ahead, outside any hook, and a hook
+/// on the main thread finds them here.
+static MAIN_STACK: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+
+/// Reads the main thread's stack bounds: the `[stack]` mapping's top, and
+/// the stack size limit below it (the mapping grows down to it). Called by
+/// `start()`, never in a hook.
+pub(crate) fn note_main_stack() {
+    if MAIN_STACK[1].load(Relaxed) != 0 {
+        return;
+    }
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Some(line) = maps.lines().find(|l| l.ends_with("[stack]")) else {
+        return;
+    };
+    let Some((lo, hi)) = line.split_whitespace().next().and_then(|r| r.split_once('-')) else {
+        return;
+    };
+    let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) else {
+        return;
+    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid out-parameter for getrlimit.
+    let limited = unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut lim) } == 0 && lim.rlim_cur != libc::RLIM_INFINITY;
+    let low = if limited { hi.saturating_sub(lim.rlim_cur as usize).min(lo) } else { lo };
+    MAIN_STACK[0].store(low, Relaxed);
+    MAIN_STACK[1].store(hi, Relaxed);
+}
+
 #[cold]
 #[inline(never)]
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn query_stack_bounds() -> Option<(usize, usize)> {
+    let here = 0u8;
+    let here = std::ptr::addr_of!(here) as usize;
+    let (low, high) = (MAIN_STACK[0].load(Relaxed), MAIN_STACK[1].load(Relaxed));
+    if high != 0 && here >= low && here < high {
+        return Some((low, high));
+    }
+    // Not the main thread: glibc answers from the thread's descriptor, with
+    // no file I/O (it may allocate its CPU set; the caller holds BUSY, so
+    // that goes straight to the inner allocator).
     // SAFETY: `attr` is initialised by `pthread_getattr_np` before it is read
     // and destroyed exactly once; `addr` and `size` are plain out-parameters.
-    // glibc may call malloc here (for the main thread it reads
-    // /proc/self/maps); the caller is inside a hook with the BUSY bit set, so
-    // that allocation goes straight to the inner allocator.
     unsafe {
         let mut attr: libc::pthread_attr_t = std::mem::zeroed();
         if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
@@ -141,6 +182,35 @@ fn query_stack_bounds() -> Option<(usize, usize)> {
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn query_stack_bounds() -> Option<(usize, usize)> {
     None
+}
+
+/// Reads the word at `addr` of this thread's stack, which the caller has
+/// checked to be aligned and within `[current stack pointer, top of stack)`.
+///
+/// The walk reads stack words that may never have been written (padding,
+/// a slot of a frame that did not store there yet). Reading uninitialised
+/// memory as a `usize` is undefined behaviour in Rust's model, even through
+/// `read_volatile`; an `asm!` load is outside that model: the register it
+/// fills holds whatever bits the memory had, always a valid integer.
+#[inline(always)]
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn read_stack_word(addr: usize) -> usize {
+    let v: usize;
+    // SAFETY: the caller checked that `addr .. addr + 8` is aligned, mapped,
+    // live stack memory of this thread; the load only reads it.
+    unsafe {
+        core::arch::asm!("mov {v}, qword ptr [{a}]", a = in(reg) addr, v = out(reg) v, options(readonly, nostack, preserves_flags))
+    };
+    v
+}
+
+#[inline(always)]
+#[cfg(target_arch = "aarch64")]
+pub(crate) fn read_stack_word(addr: usize) -> usize {
+    let v: usize;
+    // SAFETY: as on x86_64: an aligned, mapped, live stack word of this thread.
+    unsafe { core::arch::asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) v, options(readonly, nostack, preserves_flags)) };
+    v
 }
 
 /// The frame pointer of the calling function.
@@ -179,15 +249,11 @@ pub(crate) fn capture_fp(buf: &mut [MaybeUninit<usize>]) -> Option<usize> {
         if fp < low || fp % std::mem::align_of::<usize>() != 0 || fp > high - 2 * 8 {
             break;
         }
-        // SAFETY: `fp` is word-aligned and `fp .. fp + 16` lies within
-        // `[low, high)`, the mapped, live part of this thread's stack, so
-        // both reads are in bounds. The values read may be garbage if the
-        // chain is broken; they are only compared and stored, never followed
-        // without the same check.
-        let (next, ret) = unsafe {
-            let p = fp as *const usize;
-            (p.read_volatile(), p.add(1).read_volatile())
-        };
+        // `fp .. fp + 16` lies within `[low, high)`, the mapped, live part
+        // of this thread's stack (checked above). The values may be garbage
+        // if the chain is broken; they are only compared and stored, never
+        // followed without the same check.
+        let (next, ret) = (read_stack_word(fp), read_stack_word(fp + 8));
         if ret == 0 {
             break;
         }
