@@ -24,16 +24,30 @@ fn leak_thousand(out: &mut Vec<Vec<u8>>) {
     }
 }
 
+/// Allocates 2,000 blocks of 2 KiB and frees each at once: nothing live,
+/// 4,096,000 bytes allocated.
+#[inline(never)]
+fn churn_blocks() -> u64 {
+    let mut sum = 0u64;
+    for i in 0..2000 {
+        let block = std::hint::black_box(vec![i as u8; 2048]); // MARK: churn
+        sum += block[0] as u64;
+    }
+    sum
+}
+
 #[test]
 fn go_tool_pprof_ranks_the_leaking_line_first_with_its_exact_bytes() {
     if !have_go("pprof_go") {
         return;
     }
     let line = marker_line(SRC, "MARK: leak");
+    let churn_line = marker_line(SRC, "MARK: churn");
     leaktrace::start(Config::default());
     let mut blocks = Vec::with_capacity(1000);
     let before = leaktrace::take_snapshot("before");
     leak_thousand(&mut blocks);
+    std::hint::black_box(churn_blocks());
     let after = leaktrace::take_snapshot("after");
 
     let dir = tempfile::tempdir().unwrap();
@@ -43,6 +57,7 @@ fn go_tool_pprof_ranks_the_leaking_line_first_with_its_exact_bytes() {
     leaktrace::write_atomic(&after_path, &leaktrace::pprof::from_snapshot(&after)).unwrap();
     let after_arg = after_path.display().to_string();
     let site = format!("pprof_go.rs:{line}");
+    let churn_site = format!("pprof_go.rs:{churn_line}");
     let deadline = Duration::from_secs(120);
 
     let top = |extra: &[&str]| {
@@ -56,17 +71,23 @@ fn go_tool_pprof_ranks_the_leaking_line_first_with_its_exact_bytes() {
     };
 
     // `-unit=B` prints bytes unscaled; counts have no unit to give.
-    for (index, unit, want) in [
-        ("inuse_space", "-unit=B", "1024000B"),
-        ("alloc_space", "-unit=B", "1024000B"),
-        ("inuse_objects", "-unit=minimum", "1000"),
+    // In use, the leak leads; allocated, the churn (all of it freed) does.
+    for (index, unit, want, want_site, function) in [
+        ("inuse_space", "-unit=B", "1024000B", &site, "leak_thousand"),
+        ("inuse_objects", "-unit=minimum", "1000", &site, "leak_thousand"),
+        ("alloc_space", "-unit=B", "4096000B", &churn_site, "churn_blocks"),
+        ("alloc_objects", "-unit=minimum", "2000", &churn_site, "churn_blocks"),
     ] {
         let sample_index = format!("-sample_index={index}");
         let (rows, out) = top(&[unit, &sample_index, &after_arg]);
         eprintln!("go tool pprof -top -lines {unit} {sample_index}:\n{}{}", out.stdout, out.stderr);
         let (flat, name) = &rows[0];
         assert_eq!(flat, want, "{index}: top row {name}: {}", out.stdout);
-        assert!(name.contains("leak_thousand") && name.ends_with(&site), "{index}: top row {name:?}: {}", out.stdout);
+        assert!(
+            name.contains(function) && name.ends_with(want_site.as_str()),
+            "{index}: top row {name:?}: {}",
+            out.stdout
+        );
     }
 
     // Functions only (no -lines): the function is first, with the same bytes.

@@ -215,7 +215,8 @@ pub(crate) fn load_modules() -> usize {
     // may still be reading it, and it is a few hundred bytes per object.
     let cur = MODULES.load(Acquire);
     // SAFETY: published module lists are leaked, never freed or mutated.
-    let same = !cur.is_null() && unsafe { &*cur }.iter().map(|m| m.avma.clone()).eq(modules.iter().map(|m| m.avma.clone()));
+    let same =
+        !cur.is_null() && unsafe { &*cur }.iter().map(|m| m.avma.clone()).eq(modules.iter().map(|m| m.avma.clone()));
     if !same {
         MODULES.store(Box::into_raw(Box::new(modules)), Release);
     }

@@ -209,7 +209,9 @@ pub(crate) fn read_stack_word(addr: usize) -> usize {
 pub(crate) fn read_stack_word(addr: usize) -> usize {
     let v: usize;
     // SAFETY: as on x86_64: an aligned, mapped, live stack word of this thread.
-    unsafe { core::arch::asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) v, options(readonly, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("ldr {v}, [{a}]", a = in(reg) addr, v = out(reg) v, options(readonly, nostack, preserves_flags))
+    };
     v
 }
 
