@@ -104,8 +104,8 @@ fn main() {
     let stats = monitor.stats();
     monitor.stop();
     println!(
-        "monitor: {} snapshots, {} reports, {} leak findings, {} task warnings",
-        stats.ticks, stats.reports_written, stats.leak_findings, stats.task_warnings
+        "monitor: {} snapshots, {} reports, {} leak findings, {} cleared, {} task warnings",
+        stats.ticks, stats.reports_written, stats.leak_findings, stats.cleared_findings, stats.task_warnings
     );
     for t in leaktrace::live_tasks().iter().filter(|t| t.live > 0) {
         println!(

@@ -176,7 +176,7 @@ pub fn elapsed_seconds(older: &Snapshot, newer: &Snapshot) -> f64 {
 /// A group's identity; every grouping but `Context` also keeps contexts apart.
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Line(String, u32, Option<String>),
+    Line(String, u32, String, Option<String>),
     Function(String, Option<String>),
     File(String, Option<String>),
     Traceback(Vec<Frame>, Option<String>),
@@ -194,7 +194,12 @@ fn key_of(group_by: GroupBy, tb: &[Frame], context: Option<&str>) -> (Key, Frame
     });
     let ctx = context.map(str::to_owned);
     match group_by {
-        GroupBy::Line => (Key::Line(site.file.clone(), site.line, ctx), site),
+        // Frames without a file (a stripped binary) are told apart by
+        // function, as the monitor and leak checks key them.
+        GroupBy::Line => {
+            let func = if site.file.is_empty() { site.function.clone() } else { String::new() };
+            (Key::Line(site.file.clone(), site.line, func, ctx), site)
+        }
         GroupBy::Function => (Key::Function(site.function.clone(), ctx), Frame { line: 0, ..site }),
         GroupBy::File => {
             (Key::File(site.file.clone(), ctx), Frame { function: String::new(), file: site.file, line: 0 })

@@ -6,11 +6,13 @@
 //! a timeout (`harness = false`): the parent fails if the child does not
 //! finish in time, instead of hanging CI.
 
+mod common;
+
 use leaktrace::{Config, GroupBy};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[global_allocator]
 static ALLOC: leaktrace::TrackingAllocator = leaktrace::TrackingAllocator::system();
@@ -19,35 +21,7 @@ const CHILD_ENV: &str = "LEAKTRACE_STRESS_CHILD";
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 fn main() -> ExitCode {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        child();
-        return ExitCode::SUCCESS;
-    }
-    let exe = std::env::current_exe().expect("own path");
-    let mut child = Command::new(exe).env(CHILD_ENV, "1").spawn().expect("spawn child");
-    let start = Instant::now();
-    loop {
-        match child.try_wait().expect("wait") {
-            Some(status) if status.success() => {
-                println!("stress: child passed in {:.1}s", start.elapsed().as_secs_f64());
-                println!("1 passed, 0 failed");
-                return ExitCode::SUCCESS;
-            }
-            Some(status) => {
-                eprintln!("stress: child failed: {status}");
-                println!("0 passed, 1 failed");
-                return ExitCode::FAILURE;
-            }
-            None if start.elapsed() > TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                eprintln!("stress: child still running after {TIMEOUT:?}: deadlock or livelock");
-                println!("0 passed, 1 failed");
-                return ExitCode::FAILURE;
-            }
-            None => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    common::run_as_child("stress", CHILD_ENV, TIMEOUT, child)
 }
 
 /// xorshift: no allocation, no shared state.

@@ -394,6 +394,8 @@ pub fn trend_table(trend: &Trend, top: usize) -> String {
         ("first", R),
         ("last", R),
         ("slope", R),
+        ("theil-sen", R),
+        ("p", R),
         ("grew", R),
         ("sizes", L),
         ("site", L),
@@ -418,10 +420,21 @@ fn trend_row(s: &TrendSite, intervals: usize) -> Vec<String> {
         bytes(s.size_first),
         bytes(s.size_last),
         rate(s.slope_bytes_per_sec),
+        rate(s.theil_sen_bytes_per_sec),
+        p_value(s.p_value),
         format!("{grew}/{intervals}"),
         sparkline(&s.sizes, 16),
         site_in(&s.location, s.context.as_deref()),
     ]
+}
+
+/// A trend's one-sided p-value, to three places ("<0.001" below).
+fn p_value(p: f64) -> String {
+    if p < 0.001 {
+        "<0.001".to_string()
+    } else {
+        format!("{p:.3}")
+    }
 }
 
 #[cfg(test)]
@@ -443,6 +456,13 @@ mod tests {
         assert_eq!(rate(f64::NAN), "-");
         assert_eq!(signed(3), "+3");
         assert_eq!(signed(-3), "-3");
+    }
+
+    #[test]
+    fn trend_p_values() {
+        assert_eq!(p_value(0.0004), "<0.001");
+        assert_eq!(p_value(0.0123), "0.012");
+        assert_eq!(p_value(1.0), "1.000");
     }
 
     #[test]

@@ -127,4 +127,6 @@ scenario_tests!(
     task_registry,
     event_listeners,
     unbounded_queue,
+    bursty_log,
+    churn_buffer,
 );

@@ -1,7 +1,9 @@
 //! `trend` on a synthetic series: a one-time load outweighs a steady leak in
 //! the two-snapshot diff, but the trend ranks the leak first, and tells the
 //! load (`step`), a churning pool (`churn`), a flat site and a shrinking one
-//! apart. Also: ordering by `taken_at`, the directory rules, `--fail-over`.
+//! apart. Also: ordering by `taken_at`, the directory rules, `--fail-over`;
+//! and leaks that do not grow at every snapshot (in bursts, under churn on
+//! their own line) ranked above a load, a filling cache and churn.
 
 mod common;
 
@@ -124,4 +126,80 @@ fn a_directory_skips_other_leaktrace_files_and_fail_over_counts_steady_growth_on
     assert!(d.stderr.contains("config.rs:7"), "{d:#?}");
     let d = probe(["diff", &arg(&paths[0]), &arg(&paths[7]), "--fail-over", "11MiB"]);
     assert_eq!(d.code, 0, "{d:#?}");
+}
+
+/// The shapes of `reports/verdicts.md`, one per line of a synthetic app.
+const PLAIN: Site = Site { file: "/srv/app/src/audit.rs", line: 10, function: "app::audit::record" };
+const BURSTY: Site = Site { file: "/srv/app/src/audit.rs", line: 55, function: "app::audit::flush" };
+const UNDER_CHURN: Site = Site { file: "/srv/app/src/http.rs", line: 120, function: "app::http::read_body" };
+const FILLING: Site = Site { file: "/srv/app/src/cache.rs", line: 31, function: "app::cache::insert" };
+const ONCE: Site = Site { file: "/srv/app/src/config.rs", line: 9, function: "app::config::load" };
+const POOL: Site = Site { file: "/srv/app/src/pool.rs", line: 14, function: "app::pool::take" };
+
+/// splitmix64, for the churn.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn bursty_leaks_and_leaks_under_churn_rank_above_loads_caches_and_churn() {
+    const KIB: u64 = 1024;
+    const N: u64 = 60;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = 13u64;
+    let mut churn = |range: u64| next(&mut rng) % (range + 1);
+    for i in 0..N {
+        let sites = [
+            // +8 KiB at every snapshot.
+            (&PLAIN, 8 * KIB * i),
+            // +96 KiB at every 5th snapshot, flat in between: the old rule's `step`.
+            (&BURSTY, 96 * KIB * (i / 5)),
+            // 0-256 KiB of request bodies in flight, 4 KiB (1/64 of that)
+            // kept per interval: the old rule's `churn`.
+            (&UNDER_CHURN, 4 * KIB * i + churn(256 * KIB)),
+            // A cache filling over the first 20 snapshots (by 0-64 KiB each), then full.
+            (&FILLING, if i == 0 { 0 } else { 64 * KIB * i.min(20) - KIB * (i.min(20) % 7) }),
+            // 20 MiB loaded once, at the 10th snapshot.
+            (&ONCE, if i < 10 { 0 } else { 20 << 20 }),
+            // Buffers coming and going.
+            (&POOL, churn(512 * KIB)),
+        ];
+        let snap = snapshot_json(&format!("s{i}"), 10 * i, 4343, &sites);
+        write_json(&tmp.path().join(format!("snap-{i:03}.json")), &snap);
+    }
+    let trend = probe(["trend", &arg(tmp.path()), "--format", "json"]).json();
+    let sites = trend["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 6, "{trend:#}");
+    let leaks = [&PLAIN, &BURSTY, &UNDER_CHURN];
+    for (i, s) in sites.iter().enumerate() {
+        let is_leak = leaks.iter().any(|l| s["location"]["file"] == l.file && s["location"]["line"] == l.line);
+        assert_eq!(is_leak, i < 3, "the three leaks rank first: #{} is {s:#}", i + 1);
+        assert_eq!(s["verdict"] == "steady", is_leak, "{s:#}");
+        for key in ["theil_sen_bytes_per_sec", "mk_z", "p_value", "recent_gain_share"] {
+            assert!(s[key].is_f64(), "site {i} lacks {key}: {s:#}");
+        }
+        if is_leak {
+            assert!(s["p_value"].as_f64().unwrap() < 0.01 && s["theil_sen_bytes_per_sec"].as_f64().unwrap() > 0.0);
+        }
+    }
+    // The old rule's verdicts for the leaks were wrong this way.
+    assert!(site(&trend, &BURSTY)["grew_fraction"].as_f64().unwrap() < 0.25);
+    assert_eq!(site(&trend, &FILLING)["verdict"], "plateau");
+    assert_eq!(site(&trend, &ONCE)["verdict"], "step");
+    assert_eq!(site(&trend, &POOL)["verdict"], "churn");
+    assert!(
+        site(&trend, &ONCE)["size_last"].as_u64().unwrap() > 4 * site(&trend, &BURSTY)["size_last"].as_u64().unwrap()
+    );
+
+    // The table says so too, and --fail-over counts the three leaks only.
+    let run = probe(["trend", &arg(tmp.path()), "--fail-over", "100KiB"]);
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(run.stderr.contains("3 steady site(s)"), "{run:#?}");
+    let rows: Vec<&str> = run.stdout.lines().filter(|l| l.trim_start().starts_with('#')).collect();
+    assert!(rows[..3].iter().all(|r| r.contains("steady")), "{}", run.stdout);
+    assert!(rows.iter().any(|r| r.contains("plateau") && r.contains("cache.rs:31")), "{}", run.stdout);
 }

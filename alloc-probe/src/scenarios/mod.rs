@@ -15,6 +15,13 @@
 //! | `task_registry`    | global task list (pitfall 1)           | prune on completion                      |
 //! | `event_listeners`  | listeners never removed (pitfall 2)    | call the remover `on()` returns          |
 //! | `unbounded_queue`  | unbounded queue (pitfall 3)            | a bounded channel: backpressure          |
+//! | `bursty_log`       | not in the guide: a leak in bursts     | write each record out, keep nothing      |
+//! | `churn_buffer`     | not in the guide: a leak under churn   | retry, then drop, like any other request |
+//!
+//! The last two are leaks that do not grow at every snapshot: one grows in
+//! bursts (every third step), one under the noise of many buffers in flight
+//! on its own line. `leaktrace::trend` judges them by a rank test over the
+//! whole series, so both come out `steady`.
 //!
 //! How a run goes (see [`harness`]): a current-thread tokio runtime, tracing
 //! on, one warm-up step, a snapshot `start`, then the pattern's work one step
@@ -26,6 +33,8 @@
 pub mod harness;
 
 pub mod background_tasks;
+pub mod bursty_log;
+pub mod churn_buffer;
 pub mod connection_cycle;
 pub mod event_listeners;
 pub mod partial_stream;
@@ -94,7 +103,7 @@ impl Scenario {
     }
 }
 
-/// Every scenario, in the guide's order.
+/// Every scenario, in the guide's order, then the two that are not in it.
 pub const ALL: &[Scenario] = &[
     background_tasks::SCENARIO,
     worker_cache::SCENARIO,
@@ -103,6 +112,8 @@ pub const ALL: &[Scenario] = &[
     task_registry::SCENARIO,
     event_listeners::SCENARIO,
     unbounded_queue::SCENARIO,
+    bursty_log::SCENARIO,
+    churn_buffer::SCENARIO,
 ];
 
 /// The scenarios' names, for clap.

@@ -1,0 +1,336 @@
+//! The public handle: [`MonitorBuilder`] (settings), [`Monitor`] (start,
+//! stop, stats), and the warm-up thread that loads symbols ahead.
+
+#![forbid(unsafe_code)]
+
+use super::worker::Worker;
+use super::{Callback, MonitorStats, Settings, Shared};
+use crate::hot::guard::{Guard, IGNORE};
+use crate::hot::sites::StackId;
+use crate::{Config, Finding};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Stacks symbolized ahead by the warm-up thread.
+const WARM_STACKS: usize = 16;
+
+/// Settings for a [`Monitor`]; from [`Monitor::builder`].
+pub struct MonitorBuilder {
+    interval: Duration,
+    report_dir: Option<PathBuf>,
+    window: usize,
+    min_window: Option<usize>,
+    min_growth_bytes: u64,
+    min_grew_fraction: f64,
+    rereport_factor: f64,
+    rss_growth_warning: f64,
+    live_tasks_warning: u64,
+    callbacks: Vec<Callback>,
+    config: Option<Config>,
+    warm_symbols: bool,
+}
+
+impl std::fmt::Debug for MonitorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MonitorBuilder")
+            .field("interval", &self.interval)
+            .field("report_dir", &self.report_dir)
+            .field("window", &self.window)
+            .field("min_window", &self.min_window)
+            .field("min_growth_bytes", &self.min_growth_bytes)
+            .field("min_grew_fraction", &self.min_grew_fraction)
+            .field("rereport_factor", &self.rereport_factor)
+            .field("rss_growth_warning", &self.rss_growth_warning)
+            .field("live_tasks_warning", &self.live_tasks_warning)
+            .field("callbacks", &self.callbacks.len())
+            .finish()
+    }
+}
+
+impl MonitorBuilder {
+    /// Time between snapshots (default 10 s; at least 1 ms). The schedule is
+    /// fixed-rate: an interval that overran is skipped, not queued.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Where reports are written (created when needed). Default: the
+    /// `leaktrace` directory under `std::env::temp_dir()`.
+    pub fn report_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.report_dir = Some(dir.into());
+        self
+    }
+
+    /// Snapshots kept and judged (default 30; at least 3). With the
+    /// interval, this is how long a leak must be watched: growth is judged
+    /// over `window × interval`.
+    pub fn window(mut self, snapshots: usize) -> Self {
+        self.window = snapshots.max(3);
+        self
+    }
+
+    /// Snapshots needed before anything is judged (default 10, or the
+    /// window if smaller; at least 3).
+    pub fn min_window(mut self, snapshots: usize) -> Self {
+        self.min_window = Some(snapshots.max(3));
+        self
+    }
+
+    /// Growth over the window, in bytes, that a steady site must exceed to
+    /// count as a leak (default 1 MiB).
+    pub fn min_growth_bytes(mut self, bytes: u64) -> Self {
+        self.min_growth_bytes = bytes;
+        self
+    }
+
+    /// Share of the window's intervals in which a site must have grown
+    /// (default 0.5, which the steady verdict requires anyway; raise it to
+    /// demand more regular growth).
+    pub fn min_grew_fraction(mut self, fraction: f64) -> Self {
+        self.min_grew_fraction =
+            if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { Monitor::DEFAULT_MIN_GREW_FRACTION };
+        self
+    }
+
+    /// How many times its size at the last report a site must reach to be
+    /// reported again while it keeps growing (default 2.0; at least 1.1).
+    pub fn rereport_factor(mut self, factor: f64) -> Self {
+        self.rereport_factor = if factor.is_finite() { factor.max(1.1) } else { Monitor::DEFAULT_REREPORT_FACTOR };
+        self
+    }
+
+    /// Warn when RSS passes `multiple` times its baseline (default 1.5).
+    /// The baseline is the RSS at the monitor's first snapshot once the
+    /// binary's debug info is loaded (see [`warm_symbols`](Self::warm_symbols)),
+    /// so that the tracker's own symbol tables do not count as growth. After a warning the next one
+    /// comes when RSS passes `multiple` times the RSS at that warning. A
+    /// value not above 1.0 turns the check off.
+    pub fn rss_growth_warning(mut self, multiple: f64) -> Self {
+        self.rss_growth_warning = if multiple.is_finite() { multiple } else { 0.0 };
+        self
+    }
+
+    /// Warn when more than `count` tracked tasks are live (default 1000; 0
+    /// turns the check off), naming the spawn sites that hold them. Warns
+    /// again only when the count doubles, or after it fell back under.
+    pub fn live_tasks_warning(mut self, count: u64) -> Self {
+        self.live_tasks_warning = count;
+        self
+    }
+
+    /// Calls `f` for each finding (after its warning is logged), on the
+    /// monitor's thread. It should return quickly: the next snapshot waits
+    /// for it. Its allocations are traced like the program's. May be called
+    /// several times to add several callbacks.
+    pub fn on_finding(mut self, f: impl FnMut(&Finding) + Send + 'static) -> Self {
+        self.callbacks.push(Box::new(f));
+        self
+    }
+
+    /// The configuration to start tracing with when it is off at `start()`
+    /// (default `Config::default()`). Ignored when tracing is on.
+    pub fn tracing_config(mut self, config: Config) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// Whether `start()` loads the binary's debug info on a short-lived
+    /// background thread, so that the first report does not wait for it
+    /// (default true).
+    pub fn warm_symbols(mut self, warm: bool) -> Self {
+        self.warm_symbols = warm;
+        self
+    }
+
+    /// Starts tracing if it is off, then the monitor's thread.
+    ///
+    /// # Panics
+    ///
+    /// When the OS cannot create a thread (as `std::thread::spawn` does);
+    /// [`try_start`](Self::try_start) returns the error instead.
+    pub fn start(self) -> Monitor {
+        match self.try_start() {
+            Ok(m) => m,
+            Err(e) => panic!("leaktrace: cannot start the monitor thread: {e}"),
+        }
+    }
+
+    /// Like [`start`](Self::start), returning the error when the thread
+    /// cannot be created.
+    pub fn try_start(self) -> std::io::Result<Monitor> {
+        let _ignore = Guard::with(IGNORE);
+        let config = self.config.clone();
+        crate::check::ensure_tracing(|| config.unwrap_or_default());
+        let report_dir = self.report_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("leaktrace"));
+        let window = self.window;
+        let settings = Settings {
+            interval: self.interval,
+            report_dir: report_dir.clone(),
+            window,
+            min_window: self.min_window.unwrap_or(Monitor::DEFAULT_MIN_WINDOW).min(window),
+            min_growth_bytes: self.min_growth_bytes,
+            min_grew_fraction: self.min_grew_fraction,
+            rereport_factor: self.rereport_factor,
+            rss_growth_warning: (self.rss_growth_warning > 1.0).then_some(self.rss_growth_warning),
+            live_tasks_warning: (self.live_tasks_warning > 0).then_some(self.live_tasks_warning),
+        };
+        let shared = Shared::new();
+        if self.warm_symbols {
+            warm_symbols(shared.clone());
+        } else {
+            shared.symbols_ready.store(true, Relaxed);
+        }
+        let worker = Worker::new(settings, self.callbacks, shared.clone());
+        let thread = std::thread::Builder::new().name("leaktrace-monitor".into()).spawn(move || worker.run())?;
+        Ok(Monitor { shared, thread: Some(thread), report_dir })
+    }
+}
+
+/// Loads debug info on a detached thread: the first symbol lookup parses
+/// the binary's DWARF, which must not hold up the first report. That takes
+/// memory (maps and parsed tables), so the RSS baseline waits for it.
+fn warm_symbols(shared: Arc<Shared>) {
+    fn anchor() {}
+    let ip = anchor as fn() as usize;
+    let spawned = std::thread::Builder::new().name("leaktrace-symbols".into()).spawn({
+        let shared = shared.clone();
+        move || {
+            let _ignore = Guard::with(IGNORE);
+            let _ = crate::symbolize::resolve_ip(ip);
+            // A few allocation stacks seen so far: they go through the
+            // allocator, `alloc` and `std`, whose line tables every
+            // report needs.
+            let known = crate::hot::STACKS.len().min(WARM_STACKS) as StackId;
+            for id in 0..known {
+                if shared.stopping() {
+                    break;
+                }
+                crate::snapshot::traceback_of_stack(id);
+            }
+            shared.symbols_ready.store(true, Relaxed);
+        }
+    });
+    if spawned.is_err() {
+        shared.symbols_ready.store(true, Relaxed);
+    }
+}
+
+/// The leak detector for a running service: a thread that snapshots the
+/// traced heap every interval and reports sites that grow steadily.
+///
+/// ```no_run
+/// #[global_allocator]
+/// static ALLOC: leaktrace::TrackingAllocator = leaktrace::TrackingAllocator::system();
+///
+/// let monitor = leaktrace::Monitor::builder()
+///     .interval(std::time::Duration::from_secs(10))
+///     .report_dir("/var/log/myservice/leaks")
+///     .rss_growth_warning(1.5)
+///     .live_tasks_warning(10_000)
+///     .start();
+/// // ... serve ...
+/// monitor.stop(); // or drop it
+/// ```
+///
+/// Dropping it (or [`Monitor::stop`]) wakes the thread and joins it: it
+/// returns at once when the thread is asleep, and otherwise as soon as the
+/// snapshot in progress is done (the judging and symbolizing steps check
+/// for a stop between stacks). Tracing stays on.
+pub struct Monitor {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    report_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor").field("report_dir", &self.report_dir).field("stats", &self.stats()).finish()
+    }
+}
+
+impl Monitor {
+    /// Default time between snapshots.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+    /// Default number of snapshots kept (five minutes at the default interval).
+    pub const DEFAULT_WINDOW: usize = 30;
+    /// Default number of snapshots needed before growth is judged.
+    pub const DEFAULT_MIN_WINDOW: usize = 10;
+    /// Default growth over the window below which a steady site is not reported.
+    pub const DEFAULT_MIN_GROWTH_BYTES: u64 = 1 << 20;
+    /// Default share of intervals a site must have grown in: none, since
+    /// the trend statistic (Mann-Kendall, see `leaktrace::analyze_series`)
+    /// already tells a leak that grows in one interval of five from churn.
+    pub const DEFAULT_MIN_GREW_FRACTION: f64 = 0.0;
+    /// Default factor by which a reported site must grow to be reported again.
+    pub const DEFAULT_REREPORT_FACTOR: f64 = 2.0;
+    /// Default RSS multiple of the baseline that triggers a warning (the guide's 1.5).
+    pub const DEFAULT_RSS_GROWTH_WARNING: f64 = 1.5;
+    /// Default live-task count above which the monitor warns.
+    pub const DEFAULT_LIVE_TASKS_WARNING: u64 = 1000;
+
+    /// A builder with the defaults: a 10 s interval, a 30-snapshot window,
+    /// reports in `$TMPDIR/leaktrace`.
+    pub fn builder() -> MonitorBuilder {
+        MonitorBuilder {
+            interval: Monitor::DEFAULT_INTERVAL,
+            report_dir: None,
+            window: Monitor::DEFAULT_WINDOW,
+            min_window: None,
+            min_growth_bytes: Monitor::DEFAULT_MIN_GROWTH_BYTES,
+            min_grew_fraction: Monitor::DEFAULT_MIN_GREW_FRACTION,
+            rereport_factor: Monitor::DEFAULT_REREPORT_FACTOR,
+            rss_growth_warning: Monitor::DEFAULT_RSS_GROWTH_WARNING,
+            live_tasks_warning: Monitor::DEFAULT_LIVE_TASKS_WARNING,
+            callbacks: Vec::new(),
+            config: None,
+            warm_symbols: true,
+        }
+    }
+
+    /// Stops the thread and joins it (as dropping the monitor does).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    /// Where reports are written.
+    pub fn report_dir(&self) -> &Path {
+        &self.report_dir
+    }
+
+    /// Counters of the monitor's work so far.
+    pub fn stats(&self) -> MonitorStats {
+        let stats = {
+            let _ignore = Guard::with(IGNORE);
+            self.shared.stats.lock().clone()
+        };
+        // Built untraced: in sampled mode the program must get its own copy
+        // (see `hand_over`), or freeing it drives the traced total down.
+        crate::hand_over(stats)
+    }
+
+    fn shutdown(&mut self) {
+        let _ignore = Guard::with(IGNORE);
+        {
+            let _guard = self.shared.lock.lock();
+            self.shared.stop.store(true, Relaxed);
+            self.shared.wake.notify_all();
+        }
+        if let Some(thread) = self.thread.take() {
+            // A callback that drops the monitor runs on its thread: joining
+            // itself would never return.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
