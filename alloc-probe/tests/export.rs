@@ -21,7 +21,7 @@ fn with_allocs(label: &str, t: u64, leak: u64) -> Value {
     snap
 }
 
-fn strings<'a>(p: &'a pprof::proto::Profile, ids: impl IntoIterator<Item = i64>) -> Vec<&'a str> {
+fn strings(p: &pprof::proto::Profile, ids: impl IntoIterator<Item = i64>) -> Vec<&str> {
     ids.into_iter().map(|i| p.string_table[i as usize].as_str()).collect()
 }
 
