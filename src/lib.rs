@@ -49,6 +49,10 @@ mod symbolize;
 mod tasks;
 mod trend;
 
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "pprof")]
+pub mod pprof;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 #[cfg(feature = "tracing")]

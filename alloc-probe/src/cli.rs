@@ -35,6 +35,73 @@ pub enum Command {
     /// Run a leak pattern (leaky, or --fixed) in-process under tracing, write
     /// its snapshots, diff and trend, and print the top sites
     Scenario(ScenarioArgs),
+    /// Convert a snapshot or a diff for other tools: a gzipped pprof profile
+    /// (go tool pprof, Parca, Pyroscope, Grafana)
+    Export(ExportArgs),
+    /// Draw live bytes by stack as a flame graph (SVG); with two snapshots,
+    /// the growth from OLD to NEW (differential)
+    Flamegraph(FlamegraphArgs),
+    /// One self-contained HTML page: the likely leak first, ranked suspects
+    /// with their verdicts and charts, totals and RSS over time, live tasks,
+    /// and the flame graph
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A snapshot (leaktrace.snapshot.v1) or a diff (leaktrace.diff.v1),
+    /// told apart by its `format`
+    #[arg(value_name = "SNAPSHOT.json|DIFF.json")]
+    pub input: PathBuf,
+    /// The output format
+    #[arg(short = 'f', long, value_enum, default_value_t = ExportFormat::Pprof)]
+    pub format: ExportFormat,
+    /// Where to write it (atomically); `-` for stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    pub output: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Gzipped profile.proto as Go writes heap profiles: alloc_objects,
+    /// alloc_space, inuse_objects, inuse_space (a diff: inuse_* changes)
+    Pprof,
+}
+
+#[derive(Debug, Args)]
+pub struct FlamegraphArgs {
+    /// One snapshot (live bytes by stack), or OLD.json NEW.json (growth)
+    #[arg(value_name = "SNAPSHOT.json | OLD.json NEW.json", required = true, num_args = 1..=2)]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write the SVG (atomically); `-` for stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    pub output: PathBuf,
+    /// The title (default: the snapshot's label, or OLD -> NEW)
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+    /// Keep only stacks whose call-site file or function matches PAT (as
+    /// for show --include). Repeatable
+    #[arg(short = 'i', long, value_name = "PAT")]
+    pub include: Vec<String>,
+    /// Drop stacks whose call-site file or function matches PAT. Repeatable
+    #[arg(short = 'x', long, value_name = "PAT")]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Two or more snapshots, or a directory of them (as for trend)
+    #[arg(value_name = "SNAP.json... | DIR", required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write the HTML page (atomically); `-` for stdout
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    pub output: PathBuf,
+    /// Suspects to list and chart
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    /// The page's title
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
 }
 
 /// How to group, filter, cut and print a report.
@@ -88,6 +155,18 @@ pub struct ShowArgs {
     pub snapshot: PathBuf,
     #[command(flatten)]
     pub view: View,
+    /// Order statistics by live bytes (`size`, the default) or by bytes
+    /// allocated since start, freed or not (`alloc`)
+    #[arg(long, value_enum, default_value_t = SortBy::Size)]
+    pub sort: SortBy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SortBy {
+    /// Live bytes, largest first
+    Size,
+    /// Bytes allocated since start (`alloc_size`), largest first
+    Alloc,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,7 @@
 //! One function per command: read the inputs, let the library compute,
 //! print or write the result, pick the exit status.
 
-use crate::cli::{Cli, Command, DiffArgs, Format, ScenarioArgs, ShowArgs, TrendArgs, View};
+use crate::cli::{Cli, Command, DiffArgs, Format, ScenarioArgs, ShowArgs, SortBy, TrendArgs, View};
 use crate::{input, output, render, scenarios};
 use anyhow::{bail, Context};
 use leaktrace::{GroupBy, Snapshot, Verdict};
@@ -19,6 +19,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => show(args),
         Command::Trend(args) => trend(args),
         Command::Scenario(args) => scenario(args),
+        Command::Export(args) => crate::export::run(args),
+        Command::Flamegraph(args) => crate::flamegraph::run(args),
+        Command::Report(args) => crate::html::run(args),
     }
 }
 
@@ -109,9 +112,13 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let view = &args.view;
     let filters = input::filters(&view.include, &view.exclude);
     let group_by: GroupBy = view.group_by.into();
-    let stats = snap.filter_traces(&filters).statistics(group_by);
+    let mut stats = snap.filter_traces(&filters).statistics(group_by);
+    if args.sort == SortBy::Alloc {
+        crate::alloc_view::sort_by_alloc(&mut stats);
+    }
     let n = top(view);
     let text = match view.format {
+        Format::Table if args.sort == SortBy::Alloc => crate::alloc_view::show_table(&snap, &stats, group_by, n),
         Format::Table => render::show_table(&snap, &stats, group_by, n),
         Format::Json => {
             let doc = StatisticsDoc {

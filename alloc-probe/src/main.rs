@@ -9,8 +9,12 @@
 
 #![forbid(unsafe_code)]
 
+mod alloc_view;
 mod cli;
 mod commands;
+mod export;
+mod flamegraph;
+mod html;
 mod input;
 mod output;
 mod render;
