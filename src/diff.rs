@@ -255,7 +255,19 @@ fn location_order(a: &Frame, b: &Frame) -> Ordering {
 
 impl Snapshot {
     /// Live memory per group, largest first (ties by count, then location).
+    ///
+    /// Only groups with live blocks, as tracemalloc lists them; see
+    /// [`Snapshot::statistics_with_freed`] for every group that allocated.
     pub fn statistics(&self, group_by: GroupBy) -> Vec<Statistic> {
+        let mut v = self.statistics_with_freed(group_by);
+        v.retain(|s| s.size > 0 || s.count > 0);
+        v
+    }
+
+    /// Like [`Snapshot::statistics`], and also the groups whose blocks were
+    /// all freed: they allocated (`alloc_size`, `alloc_count`) and hold
+    /// nothing now. What a "which line allocates the most?" view sorts.
+    pub fn statistics_with_freed(&self, group_by: GroupBy) -> Vec<Statistic> {
         let mut v: Vec<Statistic> = group(self, group_by)
             .into_values()
             .map(|(mut s, _)| {

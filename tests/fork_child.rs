@@ -102,7 +102,10 @@ fn a_forked_child_allocates_without_deadlock() {
             })
         };
         let child = cmd.spawn().expect("spawn true");
-        assert_eq!(wait_with_deadline(child.id() as libc::pid_t), Ok(0), "pre_exec round {round}");
+        let pid = child.id() as libc::pid_t;
+        // Reaped by `wait_with_deadline`; the handle must not wait again.
+        std::mem::forget(child);
+        assert_eq!(wait_with_deadline(pid), Ok(0), "pre_exec round {round}");
     }
     stop.store(true, Relaxed);
     for w in workers {

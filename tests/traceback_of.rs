@@ -27,7 +27,7 @@ fn a_pointer_into_a_block_finds_its_line() {
     assert!(leaktrace::traceback_of(v.as_ptr()).is_some());
     let addr = middle as usize;
     drop(v);
-    assert!(leaktrace::traceback_of(addr as *const u8).map_or(true, |tb| tb[0].line != line));
+    assert!(leaktrace::traceback_of(addr as *const u8).is_none_or(|tb| tb[0].line != line));
     let on_stack = 5u64;
     assert_eq!(leaktrace::traceback_of(&on_stack), None);
 }

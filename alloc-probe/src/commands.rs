@@ -112,10 +112,16 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let view = &args.view;
     let filters = input::filters(&view.include, &view.exclude);
     let group_by: GroupBy = view.group_by.into();
-    let mut stats = snap.filter_traces(&filters).statistics(group_by);
-    if args.sort == SortBy::Alloc {
-        crate::alloc_view::sort_by_alloc(&mut stats);
-    }
+    let filtered = snap.filter_traces(&filters);
+    // Sorted by allocations, lines whose blocks were all freed count too:
+    // they may be the ones that allocate the most.
+    let stats = if args.sort == SortBy::Alloc {
+        let mut all = filtered.statistics_with_freed(group_by);
+        crate::alloc_view::sort_by_alloc(&mut all);
+        all
+    } else {
+        filtered.statistics(group_by)
+    };
     let n = top(view);
     let text = match view.format {
         Format::Table if args.sort == SortBy::Alloc => crate::alloc_view::show_table(&snap, &stats, group_by, n),
