@@ -244,7 +244,14 @@ pub fn capture_method() -> CaptureMethod {
 /// counted per thread and folded into the total every 64 KiB): in exact mode
 /// the bytes of blocks allocated since `start()` and still live; in sampled
 /// mode the bytes allocated minus the bytes freed since `start()`.
+///
+/// While tracing is off (before `start()`, after `stop()`) both are 0, as
+/// with tracemalloc: a hook that was already past its check when `stop()`
+/// ran may still count a block, and its free, after the stop, is not seen.
 pub fn traced_memory() -> TracedMemory {
+    if !is_tracing() {
+        return TracedMemory { current: 0, peak: 0 };
+    }
     let (current, peak) = hot::traced();
     TracedMemory { current, peak }
 }
@@ -263,6 +270,13 @@ pub fn clear_traces() {
     }
     let _control = CONTROL.lock();
     hot::clear();
+}
+
+/// Blocks served to the program since `start()` (or `clear_traces()`) that
+/// the tracker could not record (it could not get memory for its tables):
+/// missing from snapshots, never lost silently.
+pub fn untracked_blocks() -> u64 {
+    hot::UNTRACKED.load(Relaxed) as u64
 }
 
 /// Bytes the tracker holds for its own tables (`tracemalloc.get_tracemalloc_memory()`).
