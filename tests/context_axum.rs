@@ -97,6 +97,14 @@ fn the_trend_names_the_route_that_keeps_growing() {
         }
         snaps
     });
+    // The README's example output comes from these snapshots.
+    if let Some(dir) = std::env::var_os("LEAKTRACE_AXUM_OUT") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, s) in snaps.iter().enumerate() {
+            s.write_json(dir.join(format!("snapshot-{i:03}.json"))).unwrap();
+        }
+    }
     let trend = leaktrace::trend(&snaps, GroupBy::Line);
     let top = &trend.sites[0];
     assert_eq!(top.verdict, Verdict::Steady, "{:#?}", &trend.sites[..3]);

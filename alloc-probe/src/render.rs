@@ -96,6 +96,8 @@ pub fn site(f: &Frame) -> String {
 pub fn site_in(f: &Frame, context: Option<&str>) -> String {
     match context {
         None => site(f),
+        // Grouped by context, the group is the context itself.
+        Some(ctx) if f.file.is_empty() && f.function == ctx => ctx.to_string(),
         Some(ctx) if leaktrace::is_program_frame(f) => format!("{} [{ctx}]", site(f)),
         Some(ctx) => format!("{ctx} › {}", site(f)),
     }
