@@ -1032,15 +1032,20 @@ fn render_json(r: &Report) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    fn spawn(script: &str) -> std::process::Child {
-        Command::new("sh").args(["-c", script]).stdin(Stdio::null()).spawn().expect("sh")
+    /// The pid of a new `sh -c script`, for [`Watchdog`] to reap.
+    fn spawn(script: &str) -> u32 {
+        // The `Child` is dropped unwaited on purpose: `Watchdog::reap` reaps
+        // the pid with `wait4`, as `run_child` does.
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new("sh").args(["-c", script]).stdin(Stdio::null()).spawn().expect("sh");
+        child.id()
     }
 
     #[test]
     fn the_watchdog_kills_a_child_past_its_deadline() {
-        let child = spawn("sleep 30");
+        let pid = spawn("sleep 30");
         let t0 = Instant::now();
-        let (waited, killed) = Watchdog::start(child.id(), t0 + Duration::from_millis(100)).reap();
+        let (waited, killed) = Watchdog::start(pid, t0 + Duration::from_millis(100)).reap();
         let (status, _) = waited.unwrap();
         assert!(killed);
         assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
@@ -1049,9 +1054,9 @@ mod tests {
 
     #[test]
     fn a_child_that_exits_in_time_is_reaped_and_never_killed() {
-        let child = spawn("exit 3");
+        let pid = spawn("exit 3");
         let t0 = Instant::now();
-        let (waited, killed) = Watchdog::start(child.id(), t0 + Duration::from_secs(60)).reap();
+        let (waited, killed) = Watchdog::start(pid, t0 + Duration::from_secs(60)).reap();
         let (status, _) = waited.unwrap();
         assert!(!killed);
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3);
@@ -1065,9 +1070,9 @@ mod tests {
         // wins, the watchdog's verdict and the reaped status agree, and a
         // kill, if any, hit our child (SIGKILL status or a clean exit 0).
         for i in 0..20 {
-            let child = spawn("exit 0");
+            let pid = spawn("exit 0");
             let deadline = Instant::now() + Duration::from_micros(200 * i);
-            let (waited, killed) = Watchdog::start(child.id(), deadline).reap();
+            let (waited, killed) = Watchdog::start(pid, deadline).reap();
             let (status, _) = waited.unwrap();
             let clean = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
             let sigkilled = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL;
