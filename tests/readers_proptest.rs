@@ -26,12 +26,7 @@ fn config() -> Config {
 /// Text with any Unicode, including quotes, backslashes, controls and
 /// characters outside the BMP.
 fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "\\PC{0,12}",
-        ".{0,8}",
-        Just(String::new()),
-        Just("\"\\\u{0}\u{1f}\u{7f}\u{feff}é漢🦀".to_string()),
-    ]
+    prop_oneof!["\\PC{0,12}", ".{0,8}", Just(String::new()), Just("\"\\\u{0}\u{1f}\u{7f}\u{feff}é漢🦀".to_string()),]
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
@@ -55,7 +50,8 @@ fn rfc3339() -> impl Strategy<Value = String> {
 }
 
 fn trace(frames: usize, contexts: usize, max_size: u64) -> impl Strategy<Value = Trace> {
-    let index = if frames == 0 { Just(Vec::new()).boxed() } else { prop::collection::vec(0..frames as u32, 0..5).boxed() };
+    let index =
+        if frames == 0 { Just(Vec::new()).boxed() } else { prop::collection::vec(0..frames as u32, 0..5).boxed() };
     let context = if contexts == 0 { Just(None).boxed() } else { proptest::option::of(0..contexts as u32).boxed() };
     let births = prop::collection::vec(
         (any::<u64>(), 0..=max_size, 0..=max_size).prop_map(|(epoch, size, count)| Birth { epoch, size, count }),
@@ -112,7 +108,11 @@ fn snapshot(max_size: u64, times: Times) -> impl Strategy<Value = Snapshot> {
         (any::<u64>(), any::<u64>()).prop_map(|(rss_bytes, vms_bytes)| ProcessMemory { rss_bytes, vms_bytes }),
     );
     let tasks = prop::collection::vec(
-        (frame(), any::<u64>(), any::<u64>()).prop_map(|(location, live, spawned)| TaskStat { location, live, spawned }),
+        (frame(), any::<u64>(), any::<u64>()).prop_map(|(location, live, spawned)| TaskStat {
+            location,
+            live,
+            spawned,
+        }),
         0..3,
     );
     let body = (prop::collection::vec(frame(), 0..6), prop::collection::vec(text(), 0..3)).prop_flat_map(

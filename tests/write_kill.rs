@@ -37,7 +37,12 @@ fn report(seq: u64) -> Snapshot {
         })
         .collect();
     let traces = (0..FRAMES / 4)
-        .map(|i| Trace { size: i as u64, count: 1, frames: (4 * i..4 * i + 4).map(|f| f as u32).collect(), ..Trace::default() })
+        .map(|i| Trace {
+            size: i as u64,
+            count: 1,
+            frames: (4 * i..4 * i + 4).map(|f| f as u32).collect(),
+            ..Trace::default()
+        })
         .collect();
     Snapshot {
         label: format!("seq-{seq:0SEQ_DIGITS$}"),
@@ -180,8 +185,7 @@ fn reports_survive_sigkill_mid_write() {
         let pid: u32 = ready.parse().expect("child pid");
         // The writer's first write removed what earlier, dead writers left
         // (unless the new writer got a dead one's pid back).
-        let stale: Vec<_> =
-            temps(&dir).into_iter().filter(|&(_, p)| p != pid && dead_pids.contains(&p)).collect();
+        let stale: Vec<_> = temps(&dir).into_iter().filter(|&(_, p)| p != pid && dead_pids.contains(&p)).collect();
         assert!(stale.is_empty(), "round {round}: stale temp files survived a write: {stale:?}");
         // Kill at a different point of the loop each round.
         std::thread::sleep(Duration::from_millis(10 + round * 37 % 300));

@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
     match Snapshot::from_json(text, common::ORIGIN) {
         Err(e) => common::check_err(&e, common::ORIGIN),
         Ok(s) => {
-            let again = Snapshot::from_json(&s.to_json(), "again.json").expect("a snapshot read must write back readable");
+            let again =
+                Snapshot::from_json(&s.to_json(), "again.json").expect("a snapshot read must write back readable");
             assert_eq!(again, s, "written and read back, a snapshot must be the same");
         }
     }
