@@ -152,8 +152,8 @@ pub(crate) fn to_json<T: Serialize>(format: &'static str, body: &T) -> String {
 /// The temporary file is `.NAME.PID.N.tmp`: hidden and not `*.json`, so
 /// directory readers (`alloc-probe trend DIR`) never pick it up. A writer
 /// killed mid-write leaves its temporary file behind; each call first
-/// removes those of earlier writers of the same `NAME` whose process is gone
-/// (see [`remove_stale_temps`]).
+/// removes those of earlier writers of files of the same kind (`.json`)
+/// whose process is gone (see [`remove_stale_temps`]).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let io = |io| Error::Io { path: path.to_path_buf(), io };
     let dir = match path.parent() {
@@ -199,13 +199,21 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// The writer's pid, if `file` is a temporary file of [`write_atomic`] for
-/// `name` (`.NAME.PID.N.tmp`).
+/// The writer's pid, if `file` is a temporary file of [`write_atomic`]
+/// (`.NAME.PID.N.tmp`) for `name` or for another file of its kind: the same
+/// extension (`.json`). The kind, not just the name, because some writers
+/// never write a name twice (the monitor's `leak-PID-TIME-SEQ.json`).
 fn temp_owner(file: &str, name: &str) -> Option<u32> {
-    let rest = file.strip_prefix('.')?.strip_prefix(name)?.strip_prefix('.')?.strip_suffix(".tmp")?;
-    let (pid, n) = rest.split_once('.')?;
+    let rest = file.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = rest.rsplitn(3, '.');
+    let (n, pid, target) = (parts.next()?, parts.next()?, parts.next()?);
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    (digits(pid) && digits(n)).then(|| pid.parse().ok())?
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    let ext = |s: &str| Path::new(s).extension().map(|e| e.to_ascii_lowercase());
+    let same_kind = target == name || ext(target).is_some_and(|e| Some(e) == ext(name));
+    same_kind.then(|| pid.parse().ok())?
 }
 
 /// Whether process `pid` may still be running (and writing), as far as this
@@ -222,8 +230,9 @@ fn may_be_alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
-/// Removes the temporary files that writers of `dir/name` killed mid-write
-/// left behind: those whose pid no longer runs. Best effort: a file that
+/// Removes the temporary files that writers of `dir/name`, or of files of
+/// its kind in `dir`, killed mid-write left behind: those whose pid no
+/// longer runs. Best effort: a file that
 /// cannot be listed or removed is left alone, and the write goes on.
 ///
 /// Temporary files of live processes are kept, even if they are stale (a
@@ -350,12 +359,16 @@ mod tests {
     fn temp_names_are_recognized_exactly() {
         assert_eq!(temp_owner(".a.json.42.0.tmp", "a.json"), Some(42));
         assert_eq!(temp_owner(".a.json.42.17.tmp", "a.json"), Some(42));
-        assert_eq!(temp_owner(".a.json.1.json.42.0.tmp", "a.json"), None, "another file's temp");
+        assert_eq!(temp_owner(".b.json.42.0.tmp", "a.json"), Some(42), "another file of the kind");
+        assert_eq!(temp_owner(".B.JSON.42.0.tmp", "a.json"), Some(42));
+        assert_eq!(temp_owner(".a.md.42.0.tmp", "a.json"), None, "another kind");
+        assert_eq!(temp_owner(".Makefile.42.0.tmp", "Makefile"), Some(42));
+        assert_eq!(temp_owner(".other.42.0.tmp", "Makefile"), None);
         assert_eq!(temp_owner(".a.json.x.0.tmp", "a.json"), None);
         assert_eq!(temp_owner(".a.json.42.tmp", "a.json"), None);
+        assert_eq!(temp_owner(".42.0.tmp", "a.json"), None);
         assert_eq!(temp_owner(".a.json.42.0.tmp.json", "a.json"), None);
         assert_eq!(temp_owner("a.json.42.0.tmp", "a.json"), None);
-        assert_eq!(temp_owner(".b.json.42.0.tmp", "a.json"), None);
     }
 
     #[test]
@@ -364,8 +377,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         // No pid reaches i32::MAX (Linux caps pids at 2^22); pid 1 always runs.
         let dead = format!(".a.json.{}.3.tmp", i32::MAX);
-        let keep = [".a.json.1.0.tmp".to_string(), format!(".b.json.{}.0.tmp", i32::MAX), "notes.txt".to_string()];
-        for f in keep.iter().chain([&dead]) {
+        let dead_other = format!(".b.json.{}.0.tmp", i32::MAX);
+        let keep = [".a.json.1.0.tmp".to_string(), format!(".b.md.{}.0.tmp", i32::MAX), "notes.txt".to_string()];
+        for f in keep.iter().chain([&dead, &dead_other]) {
             std::fs::write(dir.join(f), b"half").unwrap();
         }
         write_atomic(&dir.join("a.json"), b"whole").unwrap();
