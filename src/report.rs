@@ -145,8 +145,15 @@ pub(crate) fn to_json<T: Serialize>(format: &'static str, body: &T) -> String {
 }
 
 /// Writes `contents` to `path` atomically: a temporary file in the same
-/// directory, flushed to disk, then renamed over `path`. Readers see the old
-/// file or the new one, never half of one.
+/// directory, flushed to disk, then renamed over `path`, and the directory
+/// flushed so that the rename survives a crash. Readers see the old file or
+/// the new one, never half of one.
+///
+/// The temporary file is `.NAME.PID.N.tmp`: hidden and not `*.json`, so
+/// directory readers (`alloc-probe trend DIR`) never pick it up. A writer
+/// killed mid-write leaves its temporary file behind; each call first
+/// removes those of earlier writers of files of the same kind (`.json`)
+/// whose process is gone (see [`remove_stale_temps`]).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let io = |io| Error::Io { path: path.to_path_buf(), io };
     let dir = match path.parent() {
@@ -156,20 +163,91 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::Format { path: path.to_path_buf(), message: "not a file path".into() })?;
+    let name = name.to_string_lossy();
+    remove_stale_temps(&dir, &name);
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{}.{}.{n}.tmp", name.to_string_lossy(), std::process::id()));
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(contents)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        sync_dir(&dir)
     })();
     if let Err(e) = result {
+        // Gone already if only the directory flush failed.
         let _ = std::fs::remove_file(&tmp);
         return Err(io(e));
     }
     Ok(())
+}
+
+/// Flushes `dir` itself, so that a rename into it is on disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        // Directories cannot be opened as files there; the rename is as
+        // durable as the platform makes it.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// The writer's pid, if `file` is a temporary file of [`write_atomic`]
+/// (`.NAME.PID.N.tmp`) for `name` or for another file of its kind: the same
+/// extension (`.json`). The kind, not just the name, because some writers
+/// never write a name twice (the monitor's `leak-PID-TIME-SEQ.json`).
+fn temp_owner(file: &str, name: &str) -> Option<u32> {
+    let rest = file.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = rest.rsplitn(3, '.');
+    let (n, pid, target) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(n) {
+        return None;
+    }
+    let ext = |s: &str| Path::new(s).extension().map(|e| e.to_ascii_lowercase());
+    let same_kind = target == name || ext(target).is_some_and(|e| Some(e) == ext(name));
+    same_kind.then(|| pid.parse().ok())?
+}
+
+/// Whether process `pid` may still be running (and writing), as far as this
+/// process can tell: only a pid that `/proc` shows absent counts as gone.
+fn may_be_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        // Another thread of ours may be writing it right now.
+        return true;
+    }
+    if !Path::new("/proc/self").exists() {
+        // No procfs (not Linux, or not mounted): no way to tell.
+        return true;
+    }
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Removes the temporary files that writers of `dir/name`, or of files of
+/// its kind in `dir`, killed mid-write left behind: those whose pid no
+/// longer runs. Best effort: a file that
+/// cannot be listed or removed is left alone, and the write goes on.
+///
+/// Temporary files of live processes are kept, even if they are stale (a
+/// reused pid): a later writer removes them. A writer in another pid
+/// namespace sharing the directory would look gone; its rename would then
+/// fail and report an error, and nothing would be lost but that write.
+fn remove_stale_temps(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| temp_owner(f, name)) else { continue };
+        if !may_be_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 impl Snapshot {
@@ -274,6 +352,48 @@ mod tests {
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         let missing = dir.join("no/such/dir/a.json");
         assert!(write_atomic(&missing, b"x").unwrap_err().to_string().starts_with(&missing.display().to_string()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temp_names_are_recognized_exactly() {
+        assert_eq!(temp_owner(".a.json.42.0.tmp", "a.json"), Some(42));
+        assert_eq!(temp_owner(".a.json.42.17.tmp", "a.json"), Some(42));
+        assert_eq!(temp_owner(".b.json.42.0.tmp", "a.json"), Some(42), "another file of the kind");
+        assert_eq!(temp_owner(".B.JSON.42.0.tmp", "a.json"), Some(42));
+        assert_eq!(temp_owner(".a.md.42.0.tmp", "a.json"), None, "another kind");
+        assert_eq!(temp_owner(".Makefile.42.0.tmp", "Makefile"), Some(42));
+        assert_eq!(temp_owner(".other.42.0.tmp", "Makefile"), None);
+        assert_eq!(temp_owner(".a.json.x.0.tmp", "a.json"), None);
+        assert_eq!(temp_owner(".a.json.42.tmp", "a.json"), None);
+        assert_eq!(temp_owner(".42.0.tmp", "a.json"), None);
+        assert_eq!(temp_owner(".a.json.42.0.tmp.json", "a.json"), None);
+        assert_eq!(temp_owner("a.json.42.0.tmp", "a.json"), None);
+    }
+
+    #[test]
+    fn a_write_removes_temp_files_of_dead_writers_only() {
+        let dir = std::env::temp_dir().join(format!("leaktrace-report-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // No pid reaches i32::MAX (Linux caps pids at 2^22); pid 1 always runs.
+        let dead = format!(".a.json.{}.3.tmp", i32::MAX);
+        let dead_other = format!(".b.json.{}.0.tmp", i32::MAX);
+        let keep = [".a.json.1.0.tmp".to_string(), format!(".b.md.{}.0.tmp", i32::MAX), "notes.txt".to_string()];
+        for f in keep.iter().chain([&dead, &dead_other]) {
+            std::fs::write(dir.join(f), b"half").unwrap();
+        }
+        write_atomic(&dir.join("a.json"), b"whole").unwrap();
+        let mut left: Vec<String> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        let mut want: Vec<String> = keep.to_vec();
+        want.push("a.json".into());
+        want.sort();
+        if Path::new("/proc/self").exists() {
+            assert_eq!(left, want);
+        } else {
+            assert!(left.contains(&dead));
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -23,8 +23,7 @@ use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "perf-run [--runs N] [--threads N] [--scale F] [--only ID[,ID..]] \
@@ -259,7 +258,27 @@ struct Child {
     stderr: String,
 }
 
-/// Waits for `pid` (our unreaped child) and returns its wait status and
+/// Waits until our child `pid` has exited, leaving it a zombie: its pid stays
+/// ours, and cannot be reused, until [`wait4`] reaps it.
+fn wait_exited(pid: u32) -> std::io::Result<()> {
+    loop {
+        // SAFETY: `siginfo_t` is plain integers and unions of integers, for
+        // which all-zero bytes are a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is valid for writes; with `WNOWAIT` the call only
+        // reports the child's state and reaps nothing.
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Reaps `pid` (our child, exited or not) and returns its wait status and
 /// resource usage.
 fn wait4(pid: u32) -> std::io::Result<(libc::c_int, libc::rusage)> {
     let mut status: libc::c_int = 0;
@@ -280,6 +299,76 @@ fn wait4(pid: u32) -> std::io::Result<(libc::c_int, libc::rusage)> {
     }
 }
 
+/// What the waiter and the watchdog of one child share, under one mutex.
+#[derive(Default)]
+struct ChildState {
+    /// The waiter saw the child exit and is about to reap it: from here on
+    /// its pid may be reused, so the watchdog must not send it anything.
+    exited: bool,
+}
+
+/// Kills a child that outlives its deadline, and only while its pid is
+/// still the child's.
+///
+/// The waiter never reaps before it has set `exited` under the mutex
+/// ([`Watchdog::reap`]: `waitid(WNOWAIT)`, mark, then `wait4`), and the
+/// watchdog sends SIGKILL only while holding that mutex with `exited`
+/// false. So every kill happens before the reap, while the pid still names
+/// our child (running, or a zombie, which ignores the signal). Setting a flag
+/// after `wait4` returned, as this driver once did, left a window in which
+/// the pid was free for reuse and the watchdog could still kill it.
+struct Watchdog {
+    pid: u32,
+    shared: Arc<(Mutex<ChildState>, Condvar)>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    /// Starts watching our unreaped child `pid`, to kill it at `deadline`.
+    fn start(pid: u32, deadline: Instant) -> Watchdog {
+        let shared = Arc::new((Mutex::new(ChildState::default()), Condvar::new()));
+        let thread = {
+            let shared = shared.clone();
+            std::thread::spawn(move || {
+                let (lock, exited_cv) = &*shared;
+                let mut state = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                while !state.exited {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        // SAFETY: `kill` has no memory-safety preconditions;
+                        // what makes it right is the target. `exited` is
+                        // false and we hold the mutex, so the waiter has not
+                        // reaped `pid` and cannot until we release it: the
+                        // pid is still our child's, not a reused one.
+                        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                        return true;
+                    }
+                    state = exited_cv.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+                }
+                false
+            })
+        };
+        Watchdog { pid, shared, thread }
+    }
+
+    /// Waits for the child to exit, stops the watchdog, then reaps the
+    /// child: its status and resource usage, and whether the watchdog
+    /// killed it.
+    fn reap(self) -> (std::io::Result<(libc::c_int, libc::rusage)>, bool) {
+        // An error here (none is expected for our own child) still goes on
+        // to mark and reap: `wait4` then reports it.
+        let _ = wait_exited(self.pid);
+        {
+            let (lock, exited_cv) = &*self.shared;
+            lock.lock().unwrap_or_else(PoisonError::into_inner).exited = true;
+            exited_cv.notify_all();
+        }
+        let waited = wait4(self.pid);
+        let killed = self.thread.join().unwrap_or(false);
+        (waited, killed)
+    }
+}
+
 fn tv(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 * 1e-6
 }
@@ -295,26 +384,7 @@ fn run_child(path: &Path, args: &[String], env: &[(&str, &str)], timeout: Durati
     }
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", path.display()))?;
-    let pid = child.id();
-    let done = Arc::new(AtomicBool::new(false));
-    let watchdog = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            while start.elapsed() < timeout {
-                if done.load(Ordering::Acquire) {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if done.load(Ordering::Acquire) {
-                return false;
-            }
-            // SAFETY: plain syscall on our own child, not yet reaped (the
-            // main thread sets `done` right after `wait4` returns).
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            true
-        })
-    };
+    let watchdog = Watchdog::start(child.id(), start + timeout);
     let mut err_pipe = child.stderr.take().expect("piped stderr");
     let err_reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -323,10 +393,8 @@ fn run_child(path: &Path, args: &[String], env: &[(&str, &str)], timeout: Durati
     });
     let mut stdout = String::new();
     let _ = child.stdout.take().expect("piped stdout").read_to_string(&mut stdout);
-    let waited = wait4(pid);
+    let (waited, killed) = watchdog.reap();
     let process_s = start.elapsed().as_secs_f64();
-    done.store(true, Ordering::Release);
-    let killed = watchdog.join().unwrap_or(false);
     let stderr = err_reader.join().unwrap_or_default();
     let (status, ru) = waited.map_err(|e| format!("wait4: {e}"))?;
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
@@ -958,4 +1026,57 @@ fn render_json(r: &Report) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "configurations": configs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pid of a new `sh -c script`, for [`Watchdog`] to reap.
+    fn spawn(script: &str) -> u32 {
+        // The `Child` is dropped unwaited on purpose: `Watchdog::reap` reaps
+        // the pid with `wait4`, as `run_child` does.
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new("sh").args(["-c", script]).stdin(Stdio::null()).spawn().expect("sh");
+        child.id()
+    }
+
+    #[test]
+    fn the_watchdog_kills_a_child_past_its_deadline() {
+        let pid = spawn("sleep 30");
+        let t0 = Instant::now();
+        let (waited, killed) = Watchdog::start(pid, t0 + Duration::from_millis(100)).reap();
+        let (status, _) = waited.unwrap();
+        assert!(killed);
+        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_child_that_exits_in_time_is_reaped_and_never_killed() {
+        let pid = spawn("exit 3");
+        let t0 = Instant::now();
+        let (waited, killed) = Watchdog::start(pid, t0 + Duration::from_secs(60)).reap();
+        let (status, _) = waited.unwrap();
+        assert!(!killed);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 3);
+        // The watchdog stopped when told, not at its deadline.
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn no_kill_after_the_reap_even_at_the_deadline() {
+        // The deadline falls while the child is exiting: whichever side
+        // wins, the watchdog's verdict and the reaped status agree, and a
+        // kill, if any, hit our child (SIGKILL status or a clean exit 0).
+        for i in 0..20 {
+            let pid = spawn("exit 0");
+            let deadline = Instant::now() + Duration::from_micros(200 * i);
+            let (waited, killed) = Watchdog::start(pid, deadline).reap();
+            let (status, _) = waited.unwrap();
+            let clean = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+            let sigkilled = libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL;
+            assert!(clean || (killed && sigkilled), "status {status}, killed {killed}");
+        }
+    }
 }
