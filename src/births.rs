@@ -65,12 +65,16 @@ const ACCUMULATING_RANGES: usize = 3;
 /// Judges `births` (oldest first, as in a snapshot) of a snapshot taken at
 /// `epoch`.
 pub fn birth_shape(births: &[Birth], epoch: u64) -> BirthShape {
-    let total: u64 = births.iter().map(|b| b.size).sum();
+    // Saturating: sizes near u64::MAX come only from a corrupt file.
+    let total: u64 = births.iter().fold(0u64, |t, b| t.saturating_add(b.size));
     if total == 0 || epoch < 2 {
         return BirthShape::Unknown;
     }
     let share = |bytes: u64| bytes as f64 / total as f64;
-    let recent: u64 = births.iter().filter(|b| b.epoch_last.max(b.epoch) + 1 >= epoch).map(|b| b.size).sum();
+    let recent: u64 = births
+        .iter()
+        .filter(|b| b.epoch_last.max(b.epoch).saturating_add(1) >= epoch)
+        .fold(0u64, |t, b| t.saturating_add(b.size));
     if share(recent) >= CHURN_SHARE {
         return BirthShape::Churn;
     }
@@ -92,8 +96,8 @@ pub(crate) fn merge_births(births: &mut Vec<Birth>, more: &[Birth]) {
     for m in more {
         match births.iter_mut().find(|b| b.epoch == m.epoch && b.epoch_last == m.epoch_last) {
             Some(b) => {
-                b.size += m.size;
-                b.count += m.count;
+                b.size = b.size.saturating_add(m.size);
+                b.count = b.count.saturating_add(m.count);
             }
             None => births.push(*m),
         }

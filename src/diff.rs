@@ -166,11 +166,25 @@ pub struct SnapshotDiff {
 /// one process, else the wall clock.
 pub fn elapsed_seconds(older: &Snapshot, newer: &Snapshot) -> f64 {
     let mono = newer.monotonic_seconds - older.monotonic_seconds;
-    if older.pid == newer.pid && older.monotonic_seconds > 0.0 && mono >= 0.0 {
+    let elapsed = if older.pid == newer.pid && older.monotonic_seconds > 0.0 && mono >= 0.0 {
         mono
     } else {
         (newer.unix_seconds - older.unix_seconds).max(0.0)
-    }
+    };
+    // Clocks far apart (a corrupt or hand-made file) can differ by more than
+    // an f64 holds; JSON would write the infinity as `null`, unreadable.
+    elapsed.min(f64::MAX)
+}
+
+/// `new - old`, saturating: counts beyond `i64::MAX` come only from corrupt
+/// or hand-made files, and must not panic (debug) or wrap (release).
+fn signed_diff(new: u64, old: u64) -> i64 {
+    (new as i128 - old as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// The sum of `diffs`, saturating.
+fn saturating_sum(diffs: impl Iterator<Item = i64>) -> i64 {
+    diffs.fold(0i64, i64::saturating_add)
 }
 
 /// A group's identity; every grouping but `Context` also keeps contexts apart.
@@ -234,10 +248,10 @@ fn group(snapshot: &Snapshot, group_by: GroupBy) -> HashMap<Key, (Statistic, u64
             (stat, 0)
         });
         crate::births::merge_births(&mut e.0.births, &trace.births);
-        e.0.size += trace.size;
-        e.0.count += trace.count;
-        e.0.alloc_size += trace.alloc_size;
-        e.0.alloc_count += trace.alloc_count;
+        e.0.size = e.0.size.saturating_add(trace.size);
+        e.0.count = e.0.count.saturating_add(trace.count);
+        e.0.alloc_size = e.0.alloc_size.saturating_add(trace.alloc_size);
+        e.0.alloc_count = e.0.alloc_count.saturating_add(trace.alloc_count);
         if e.0.traceback.is_empty() || trace.size > e.1 {
             if group_by == GroupBy::Line || group_by == GroupBy::Traceback {
                 e.0.location.function = tb.first().map(|f| f.function.clone()).unwrap_or_default();
@@ -296,7 +310,8 @@ impl Snapshot {
         let new = group(self, group_by);
         let mut old = group(older, group_by);
         let elapsed = elapsed_seconds(older, self);
-        let rate = |d: i64| if elapsed > 0.0 { d as f64 / elapsed } else { 0.0 };
+        // Clamped: a tiny elapsed time would make the rate infinite (`null`).
+        let rate = |d: i64| if elapsed > 0.0 { (d as f64 / elapsed).clamp(-f64::MAX, f64::MAX) } else { 0.0 };
         let mut sites = Vec::with_capacity(new.len() + old.len());
         for (key, (stat, _)) in new {
             let (old_size, old_count) = old.remove(&key).map(|(s, _)| (s.size, s.count)).unwrap_or((0, 0));
@@ -305,14 +320,14 @@ impl Snapshot {
             if stat.size == 0 && stat.count == 0 && old_size == 0 && old_count == 0 {
                 continue;
             }
-            let size_diff = stat.size as i64 - old_size as i64;
+            let size_diff = signed_diff(stat.size, old_size);
             sites.push(StatisticDiff {
                 rank: 0,
                 location: stat.location,
                 size: stat.size,
                 size_diff,
                 count: stat.count,
-                count_diff: stat.count as i64 - old_count as i64,
+                count_diff: signed_diff(stat.count, old_count),
                 growth_bytes_per_sec: rate(size_diff),
                 traceback: stat.traceback,
                 context: stat.context,
@@ -322,14 +337,14 @@ impl Snapshot {
             if stat.size == 0 && stat.count == 0 {
                 continue;
             }
-            let size_diff = -(stat.size as i64);
+            let size_diff = signed_diff(0, stat.size);
             sites.push(StatisticDiff {
                 rank: 0,
                 location: stat.location,
                 size: 0,
                 size_diff,
                 count: 0,
-                count_diff: -(stat.count as i64),
+                count_diff: signed_diff(0, stat.count),
                 growth_bytes_per_sec: rate(size_diff),
                 traceback: stat.traceback,
                 context: stat.context,
@@ -337,8 +352,8 @@ impl Snapshot {
         }
         rank(&mut sites);
         let totals = DiffTotals {
-            size_diff: sites.iter().map(|s| s.size_diff).sum(),
-            count_diff: sites.iter().map(|s| s.count_diff).sum(),
+            size_diff: saturating_sum(sites.iter().map(|s| s.size_diff)),
+            count_diff: saturating_sum(sites.iter().map(|s| s.count_diff)),
         };
         SnapshotDiff {
             group_by,
@@ -391,14 +406,14 @@ fn task_diff(old: &[TaskStat], new: &[TaskStat]) -> Vec<TaskDiff> {
         .map(|t| TaskDiff {
             location: t.location.clone(),
             live: t.live,
-            live_diff: t.live as i64 - before.remove(&t.location).unwrap_or(0) as i64,
+            live_diff: signed_diff(t.live, before.remove(&t.location).unwrap_or(0)),
             spawned: t.spawned,
         })
         .collect();
     out.extend(before.into_iter().map(|(loc, live)| TaskDiff {
         location: loc.clone(),
         live: 0,
-        live_diff: -(live as i64),
+        live_diff: signed_diff(0, live),
         spawned: 0,
     }));
     out.sort_by(|a, b| {
@@ -415,8 +430,8 @@ impl SnapshotDiff {
         out.sites.retain(|s| Filter::pass_all(filters, &s.location));
         rank(&mut out.sites);
         out.totals = DiffTotals {
-            size_diff: out.sites.iter().map(|s| s.size_diff).sum(),
-            count_diff: out.sites.iter().map(|s| s.count_diff).sum(),
+            size_diff: saturating_sum(out.sites.iter().map(|s| s.size_diff)),
+            count_diff: saturating_sum(out.sites.iter().map(|s| s.count_diff)),
         };
         out
     }

@@ -453,10 +453,13 @@ fn slope(xs: &[f64], ys: &[u64]) -> f64 {
         sxy += (x - mx) * (y as f64 - my);
         sxx += (x - mx) * (x - mx);
     }
-    if sxx == 0.0 {
+    // Times or sizes near the f64 range (corrupt files) overflow the sums to
+    // infinity and the slope to NaN, which JSON writes as `null`.
+    let slope = sxy / sxx;
+    if sxx == 0.0 || !slope.is_finite() {
         0.0
     } else {
-        sxy / sxx
+        slope
     }
 }
 
