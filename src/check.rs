@@ -26,31 +26,17 @@
 
 #![forbid(unsafe_code)]
 
-use crate::hot::guard::{Guard, IGNORE};
-use crate::hot::scope::{self, ScopeId};
-use crate::hot::sites::StackId;
+use crate::hot::control::StackId;
+use crate::hot::control::{
+    begin_process_scope, begin_thread_scope, end_process_scope, end_thread_scope, live_in_thread_scope,
+    live_since_generation, ScopeId,
+};
 use crate::{Config, Frame};
 use hashbrown::HashMap;
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
 
-/// Serializes "start tracing unless it is on" between `LeakCheck::begin`
-/// and `Monitor::start`: two callers racing through `start()` would have
-/// the second clear the first one's traces.
-static START_LOCK: Mutex<()> = Mutex::new(());
-
-/// Starts tracing with `config()` unless it is already on; `true` when this
-/// call started it.
-pub(crate) fn ensure_tracing(config: impl FnOnce() -> Config) -> bool {
-    let _ignore = Guard::with(IGNORE);
-    let _lock = START_LOCK.lock();
-    if crate::is_tracing() {
-        return false;
-    }
-    crate::start(config());
-    true
-}
+use crate::control::ensure_tracing;
 
 /// Which blocks a [`LeakCheck`] counts (see the module docs for what each
 /// one misses).
@@ -124,7 +110,7 @@ impl LeakCheckBuilder {
 
     /// Starts tracing if it is off, then starts counting.
     pub fn begin(self) -> LeakCheck {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         let config = self.config;
         ensure_tracing(|| config.unwrap_or_default());
         if crate::settings().mode != crate::Mode::Full {
@@ -132,10 +118,10 @@ impl LeakCheckBuilder {
         }
         let state = match self.scope {
             CheckScope::Thread => {
-                let (id, prev) = scope::begin();
+                let (id, prev) = begin_thread_scope();
                 State::Thread { id, prev }
             }
-            CheckScope::Process => State::Process { generation: scope::begin_process() },
+            CheckScope::Process => State::Process { generation: begin_process_scope() },
         };
         LeakCheck {
             state: Some(state),
@@ -217,14 +203,14 @@ impl LeakCheck {
     /// Live bytes and blocks counted so far, without resolving symbols:
     /// `(bytes, blocks)`.
     pub fn live(&self) -> (u64, u64) {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         self.live_stacks().iter().fold((0, 0), |(b, n), &(_, bytes, blocks)| (b + bytes, n + blocks))
     }
 
     fn live_stacks(&self) -> Vec<(StackId, u64, u64)> {
         match &self.state {
-            Some(State::Thread { id, .. }) => scope::live(*id),
-            Some(State::Process { generation }) => scope::live_since(*generation),
+            Some(State::Thread { id, .. }) => live_in_thread_scope(*id),
+            Some(State::Process { generation }) => live_since_generation(*generation),
             None => Vec::new(),
         }
     }
@@ -232,7 +218,7 @@ impl LeakCheck {
     /// Ends the check: `Err` when more than the tolerance is still live,
     /// with the sites ranked (largest first) and named by file and line.
     pub fn finish(mut self) -> Result<(), LeakReport> {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         let stacks = self.live_stacks();
         self.end();
         let (bytes, blocks) = stacks.iter().fold((0, 0), |(b, n), &(_, sb, sn)| (b + sb, n + sn));
@@ -250,10 +236,10 @@ impl LeakCheck {
     }
 
     fn end(&mut self) {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         match self.state.take() {
-            Some(State::Thread { id, prev }) => scope::end(id, prev),
-            Some(State::Process { .. }) => scope::end_process(),
+            Some(State::Thread { id, prev }) => end_thread_scope(id, prev),
+            Some(State::Process { .. }) => end_process_scope(),
             None => {}
         }
     }

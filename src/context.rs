@@ -25,7 +25,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::hot::guard::{self, Guard, IGNORE};
+use crate::hot::control as hot;
 use hashbrown::HashMap;
 use once_cell::sync::Lazy;
 use parking_lot::RwLock;
@@ -61,7 +61,7 @@ impl ContextId {
     /// The context of `label`, interned on first use. Past the cap, the
     /// shared [`OTHER_CONTEXTS`] context.
     pub fn new(label: &str) -> ContextId {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = hot::ignore();
         if let Some(&id) = TABLE.read().ids.get(label) {
             return ContextId(id);
         }
@@ -70,7 +70,7 @@ impl ContextId {
             return ContextId(id);
         }
         let named = t.labels.len() - usize::from(t.other.is_some());
-        if named >= LIMIT.load(Relaxed) || t.labels.len() as u32 >= guard::MAX_CONTEXT {
+        if named >= LIMIT.load(Relaxed) || t.labels.len() as u32 >= hot::MAX_CONTEXT {
             if let Some(other) = t.other {
                 return ContextId(other);
             }
@@ -107,7 +107,7 @@ pub fn set_limit(labels: usize) {
 
 /// How many distinct contexts are interned, [`OTHER_CONTEXTS`] included.
 pub fn count() -> usize {
-    let _ignore = Guard::with(IGNORE);
+    let _ignore = hot::ignore();
     TABLE.read().labels.len()
 }
 
@@ -116,13 +116,13 @@ pub(crate) fn label(id: u32) -> Option<String> {
     if id == 0 {
         return None;
     }
-    let _ignore = Guard::with(IGNORE);
+    let _ignore = hot::ignore();
     TABLE.read().labels.get(id as usize - 1).map(|l| l.to_string())
 }
 
 /// The current thread's context label, if any.
 pub fn current() -> Option<String> {
-    label(guard::context())
+    label(hot::current_context())
 }
 
 /// Restores the previous context when dropped (see [`enter`]).
@@ -136,7 +136,7 @@ pub struct ContextGuard {
 
 impl Drop for ContextGuard {
     fn drop(&mut self) {
-        guard::set_context(self.prev);
+        hot::set_context(self.prev);
     }
 }
 
@@ -153,14 +153,14 @@ pub fn enter(label: &str) -> ContextGuard {
 
 /// Like [`enter`], with an interned context (no lookup).
 pub fn enter_id(id: ContextId) -> ContextGuard {
-    ContextGuard { prev: guard::set_context(id.0), _not_send: std::marker::PhantomData }
+    ContextGuard { prev: hot::set_context(id.0), _not_send: std::marker::PhantomData }
 }
 
 /// Sets the context for the current thread and returns the previous id, for
 /// integrations that keep their own stack (the tracing layer).
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) fn swap(id: u32) -> u32 {
-    guard::set_context(id)
+    hot::set_context(id)
 }
 
 /// A future that runs under a context each time it is polled (see [`scope`]).
@@ -219,7 +219,7 @@ mod tests {
 
     #[test]
     fn a_guard_keeps_a_context_set_inside_it() {
-        let g = Guard::with(IGNORE);
+        let g = hot::ignore();
         let c = enter("under a guard");
         drop(g);
         assert_eq!(current().as_deref(), Some("under a guard"));

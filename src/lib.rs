@@ -40,6 +40,7 @@ mod check;
 mod clock;
 mod config;
 pub mod context;
+mod control;
 mod diff;
 pub(crate) mod hot;
 mod monitor;
@@ -61,22 +62,23 @@ pub mod tracing;
 pub use births::{birth_shape, BirthShape};
 pub use check::*;
 pub use config::{CaptureMethod, Config, Mode, SiteRules};
+pub(crate) use control::settings;
+pub use control::{
+    capture_method, clear_traces, is_tracing, reset_peak, start, stop, traced_memory, tracker_memory, untracked_blocks,
+    TracedMemory,
+};
 pub use diff::{
     elapsed_seconds, filter_statistics, DiffTotals, Filter, FilterTarget, GroupBy, SnapshotDiff, SnapshotInfo,
     Statistic, StatisticDiff, TaskDiff,
 };
-pub use hot::alloc::TrackingAllocator;
+pub use hot::TrackingAllocator;
 pub use monitor::*;
 pub use report::{write_atomic, Error, Result, DIFF_FORMAT, SNAPSHOT_FORMAT, TREND_FORMAT};
 pub use snapshot::{next_epoch, process_memory, Birth, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
 pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
 pub use trend::{analyze_series, rank_key_cmp, trend, SeriesTrend, Trend, TrendPoint, TrendSite, Verdict};
 
-use hot::guard::{Guard, IGNORE};
-use once_cell::sync::Lazy;
-use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::Ordering::{Relaxed, Release};
 
 /// One resolved stack frame.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -121,181 +123,14 @@ pub fn is_program_frame(frame: &Frame) -> bool {
     symbolize::is_own(frame)
 }
 
-/// Traced bytes now and at their highest.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TracedMemory {
-    /// Bytes in blocks allocated since `start()` (or `clear_traces()`) and
-    /// still live.
-    pub current: usize,
-    /// The highest `current` since `start()` or `reset_peak()`.
-    pub peak: usize,
-}
-
-/// The settings in force, for snapshots.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub(crate) frames: usize,
-    pub(crate) mode: Mode,
-    pub(crate) rules: SiteRules,
-}
-
-static SETTINGS: Lazy<RwLock<Settings>> =
-    Lazy::new(|| RwLock::new(Settings { frames: 16, mode: Mode::Full, rules: SiteRules::default() }));
-
-/// Serializes `start`, `stop` and `clear_traces` with each other.
-static CONTROL: Mutex<()> = Mutex::new(());
-
-pub(crate) fn settings() -> Settings {
-    let _ignore = Guard::with(IGNORE);
-    SETTINGS.read().clone()
-}
-
-/// Return addresses captured beyond the frames kept: the allocator's own
-/// frames and the standard library's sit between the hook and the site.
-const EXTRA_FRAMES: usize = 24;
-
-/// Starts tracing with `config`. Called while tracing, it starts over: the
-/// traces so far are cleared and the new configuration applies.
-pub fn start(config: Config) {
-    let _ignore = Guard::with(IGNORE);
-    if hot::fork::is_forked_child() {
-        log::warn!("leaktrace: start() in the child of a fork is ignored: the child is not traced (see the README, Reliability)");
-        return;
-    }
-    hot::fork::install();
-    let _control = CONTROL.lock();
-    hot::STATE.store(hot::OFF, Relaxed);
-    hot::clear();
-    hot::reset_counters();
-    hot::stack::note_main_stack();
-    hot::CAPTURE.store(choose_capture(config.capture), Relaxed);
-    hot::DEPTH.store((config.frames + EXTRA_FRAMES).min(hot::stack::MAX_DEPTH), Relaxed);
-    match config.mode {
-        Mode::Full => hot::MODE.store(hot::MODE_EXACT, Relaxed),
-        Mode::Sampled { mean_bytes } => {
-            hot::MEAN_BYTES.store(mean_bytes.max(1), Relaxed);
-            hot::MODE.store(hot::MODE_SAMPLED, Relaxed);
-        }
-    }
-    if let Some(seed) = config.sample_seed {
-        hot::sample::SEED.store(seed, Relaxed);
-    }
-    hot::sample::EPOCH.fetch_add(1, Relaxed);
-    {
-        let mut s = SETTINGS.write();
-        if s.rules != config.rules || s.frames != config.frames {
-            symbolize::forget_sites();
-        }
-        *s = Settings { frames: config.frames, mode: config.mode, rules: config.rules };
-    }
-    let state = if config.mode == Mode::Full { hot::EXACT } else { hot::SAMPLED };
-    hot::STATE.store(state, Release);
-}
-
-/// Picks and checks the capture method (see [`CaptureMethod`]).
-fn choose_capture(asked: CaptureMethod) -> u8 {
-    use hot::stack::{walk_works, DWARF, FRAME_POINTERS, LIBGCC};
-    let dwarf_ok = || hot::dwarf::load_modules() > 0 && walk_works(DWARF);
-    match asked {
-        CaptureMethod::Auto if walk_works(FRAME_POINTERS) => FRAME_POINTERS,
-        CaptureMethod::Auto if dwarf_ok() => DWARF,
-        CaptureMethod::Auto | CaptureMethod::Unwinder => LIBGCC,
-        CaptureMethod::FramePointers => {
-            if !walk_works(FRAME_POINTERS) {
-                log::warn!("leaktrace: frame pointers asked for, but this build's walk does not find its callers; call sites may be wrong");
-            }
-            FRAME_POINTERS
-        }
-        CaptureMethod::Dwarf if dwarf_ok() => DWARF,
-        CaptureMethod::Dwarf => {
-            log::warn!("leaktrace: the DWARF unwinder failed its check at start(); using libgcc's");
-            LIBGCC
-        }
-    }
-}
-
-/// Stops tracing and clears the traces (`tracemalloc.stop()`).
-pub fn stop() {
-    let _ignore = Guard::with(IGNORE);
-    if hot::fork::is_forked_child() {
-        return;
-    }
-    let _control = CONTROL.lock();
-    hot::STATE.store(hot::OFF, Relaxed);
-    hot::clear();
-}
-
-/// Whether tracing is on.
-pub fn is_tracing() -> bool {
-    hot::STATE.load(Relaxed) != hot::OFF
-}
-
-/// The capture method in force (`Unwinder`, libgcc's, before the first `start()`).
-pub fn capture_method() -> CaptureMethod {
-    match hot::CAPTURE.load(Relaxed) {
-        hot::stack::FRAME_POINTERS => CaptureMethod::FramePointers,
-        hot::stack::DWARF => CaptureMethod::Dwarf,
-        _ => CaptureMethod::Unwinder,
-    }
-}
-
-/// Traced bytes now and at their peak. `current` is exact in every mode
-/// (the peak is exact to within 64 KiB per thread, as traced bytes are
-/// counted per thread and folded into the total every 64 KiB): in exact mode
-/// the bytes of blocks allocated since `start()` and still live; in sampled
-/// mode the bytes allocated minus the bytes freed since `start()`.
-///
-/// While tracing is off (before `start()`, after `stop()`) both are 0, as
-/// with tracemalloc: a hook that was already past its check when `stop()`
-/// ran may still count a block, and its free, after the stop, is not seen.
-pub fn traced_memory() -> TracedMemory {
-    if !is_tracing() {
-        return TracedMemory { current: 0, peak: 0 };
-    }
-    let (current, peak) = hot::traced();
-    TracedMemory { current, peak }
-}
-
-/// Sets the peak to the current value (`tracemalloc.reset_peak()`).
-pub fn reset_peak() {
-    hot::reset_peak();
-}
-
-/// Forgets every trace: blocks allocated so far are ignored when freed
-/// (`tracemalloc.clear_traces()`).
-pub fn clear_traces() {
-    let _ignore = Guard::with(IGNORE);
-    if hot::fork::is_forked_child() {
-        return;
-    }
-    let _control = CONTROL.lock();
-    hot::clear();
-}
-
-/// Blocks served to the program since `start()` (or `clear_traces()`) that
-/// the tracker could not record (it could not get memory for its tables):
-/// missing from snapshots, never lost silently.
-pub fn untracked_blocks() -> u64 {
-    hot::UNTRACKED.load(Relaxed) as u64
-}
-
-/// Bytes the tracker holds for its own tables (`tracemalloc.get_tracemalloc_memory()`).
-pub fn tracker_memory() -> usize {
-    let _ignore = Guard::with(IGNORE);
-    if hot::fork::is_forked_child() {
-        return 0;
-    }
-    hot::memory()
-}
-
 /// Takes a labelled snapshot of live memory per traceback
 /// (`tracemalloc.take_snapshot()`). Other threads go on allocating while it
 /// is taken. Its own memory is not traced.
 pub fn take_snapshot(label: &str) -> Snapshot {
     let snap = {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = hot::control::ignore();
         // A forked child's tables may be locked by a thread that is gone.
-        let raw = if hot::fork::is_forked_child() {
+        let raw = if hot::control::is_forked_child() {
             snapshot::RawSnapshot::default()
         } else {
             snapshot::collect_with(snapshot::Detail::Full)
@@ -320,7 +155,7 @@ pub fn take_snapshot(label: &str) -> Snapshot {
 /// ```
 pub fn traceback_of<T: ?Sized>(ptr: *const T) -> Option<Vec<Frame>> {
     let tb = {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = hot::control::ignore();
         let id = snapshot::stack_containing(ptr as *const u8 as usize)?;
         snapshot::traceback_of_stack(id).to_vec()
     };
@@ -338,17 +173,17 @@ pub fn traceback_of<T: ?Sized>(ptr: *const T) -> Option<Vec<Frame>> {
 /// exact mode frees are looked up, untraced blocks are ignored when freed,
 /// and the value is returned as it is.
 pub(crate) fn hand_over<T: Clone>(value: T) -> T {
-    if hot::STATE.load(Relaxed) != hot::SAMPLED {
+    if !hot::control::is_sampling() {
         return value;
     }
     let copy = value.clone();
-    let _ignore = Guard::with(IGNORE);
+    let _ignore = hot::control::ignore();
     drop(value);
     copy
 }
 
 /// Runs `f` with this thread's allocations untraced (frees are still seen).
 pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
-    let _ignore = Guard::with(IGNORE);
+    let _ignore = hot::control::ignore();
     f()
 }

@@ -258,7 +258,7 @@ impl Snapshot {
 
     /// Writes this snapshot to `path` atomically.
     pub fn write_json(&self, path: impl AsRef<Path>) -> Result<()> {
-        let _ignore = crate::hot::guard::Guard::with(crate::hot::guard::IGNORE);
+        let _ignore = crate::hot::control::ignore();
         write_atomic(path.as_ref(), self.to_json().as_bytes())
     }
 
@@ -311,7 +311,7 @@ impl SnapshotDiff {
 
     /// Writes this diff to `path` atomically.
     pub fn write_json(&self, path: impl AsRef<Path>) -> Result<()> {
-        let _ignore = crate::hot::guard::Guard::with(crate::hot::guard::IGNORE);
+        let _ignore = crate::hot::control::ignore();
         write_atomic(path.as_ref(), self.to_json().as_bytes())
     }
 

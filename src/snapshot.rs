@@ -5,13 +5,10 @@
 //! symbolized afterwards with no tracker lock held, through caches that
 //! survive from one snapshot to the next.
 
-use crate::hot::guard::{Guard, IGNORE};
-use crate::hot::sites::{unpack, BlockTable, StackId};
-use crate::hot::{self, sample, BLOCKS, MEAN_BYTES, MODE, MODE_SAMPLED, STACKS};
+use crate::hot::control::{self as hot, StackId};
 use crate::{clock, symbolize, Frame};
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::Ordering::Relaxed;
 
 /// Totals of a snapshot, in bytes and blocks.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -199,7 +196,7 @@ pub(crate) fn bucket_ages(bucket: usize) -> (u64, u64) {
 /// Starts a new birth epoch and returns it: blocks allocated from now on are
 /// born in it. Snapshots and monitor ticks call this.
 pub fn next_epoch() -> u64 {
-    hot::BIRTH_EPOCH.fetch_add(1, Relaxed) + 1
+    hot::next_epoch()
 }
 
 /// Sums live blocks per stack, shard by shard: live bytes and blocks only
@@ -210,10 +207,9 @@ pub(crate) fn collect() -> RawSnapshot {
 
 /// Sums live blocks per stack, shard by shard, with `detail`.
 pub(crate) fn collect_with(detail: Detail) -> RawSnapshot {
-    let _ignore = Guard::with(IGNORE);
-    let sampled = MODE.load(Relaxed) == MODE_SAMPLED;
-    let mean = MEAN_BYTES.load(Relaxed);
-    let epoch = hot::BIRTH_EPOCH.load(Relaxed);
+    let _ignore = hot::ignore();
+    let mean = hot::sampled_mean();
+    let epoch = hot::epoch();
     let full = detail == Detail::Full;
     #[derive(Default)]
     struct Acc {
@@ -221,24 +217,20 @@ pub(crate) fn collect_with(detail: Detail) -> RawSnapshot {
         blocks: f64,
         births: Option<Box<[(f64, f64); AGE_BUCKETS]>>,
     }
-    let mut acc: HashMap<StackId, Acc> = HashMap::with_capacity(STACKS.len() + 16);
-    for i in 0..BlockTable::shard_count() {
-        let shard = BLOCKS.lock_shard(i);
-        for (key, &word) in shard.iter() {
-            let (stack, size) = unpack(word);
-            let w = if sampled { 1.0 / sample::probability(size, mean) } else { 1.0 };
-            let e = acc.entry(stack).or_default();
-            e.bytes += size as f64 * w;
-            e.blocks += w;
-            if full {
-                // Epochs are kept modulo 2^16: the age is the distance back.
-                let age = (epoch as u16).wrapping_sub(key.epoch()) as u64;
-                let b = &mut e.births.get_or_insert_with(|| Box::new([(0.0, 0.0); AGE_BUCKETS]))[age_bucket(age)];
-                b.0 += size as f64 * w;
-                b.1 += w;
-            }
+    let mut acc: HashMap<StackId, Acc> = HashMap::with_capacity(hot::stack_count() + 16);
+    hot::for_each_block(|stack, size, born, _| {
+        let w = mean.map_or(1.0, |mean| hot::sample_weight(size, mean));
+        let e = acc.entry(stack).or_default();
+        e.bytes += size as f64 * w;
+        e.blocks += w;
+        if full {
+            // Epochs are kept modulo 2^16: the age is the distance back.
+            let age = (epoch as u16).wrapping_sub(born) as u64;
+            let b = &mut e.births.get_or_insert_with(|| Box::new([(0.0, 0.0); AGE_BUCKETS]))[age_bucket(age)];
+            b.0 += size as f64 * w;
+            b.1 += w;
         }
-    }
+    });
     let (current, peak) = hot::traced();
     let mut stacks: Vec<(StackId, u64, u64)> =
         acc.iter().map(|(&id, a)| (id, a.bytes.round() as u64, a.blocks.round() as u64)).collect();
@@ -252,9 +244,9 @@ pub(crate) fn collect_with(detail: Detail) -> RawSnapshot {
         .collect();
     births.sort_unstable_by_key(|b| b.0);
     let allocs = if full {
-        (0..STACKS.len() as StackId)
+        (0..hot::stack_count() as StackId)
             .filter_map(|id| {
-                let (bytes, blocks) = STACKS.alloc_totals(id);
+                let (bytes, blocks) = hot::stack_alloc_totals(id);
                 (bytes > 0 || blocks > 0).then_some((id, bytes, blocks))
             })
             .collect()
@@ -275,38 +267,34 @@ pub(crate) fn collect_with(detail: Detail) -> RawSnapshot {
 
 /// The context label stack `id` was captured under, if any.
 pub(crate) fn context_of_stack(id: StackId) -> Option<String> {
-    crate::context::label(STACKS.context(id))
+    crate::context::label(hot::stack_context(id))
 }
 
 /// The stack of the live traced block that contains `addr`, if any. A scan
 /// of every shard: for a person asking about one object, not for a loop.
 pub(crate) fn stack_containing(addr: usize) -> Option<StackId> {
-    let _ignore = Guard::with(IGNORE);
-    for i in 0..BlockTable::shard_count() {
-        let shard = BLOCKS.lock_shard(i);
-        for (key, &word) in shard.iter() {
-            let (stack, size) = unpack(word);
-            let start = key.addr();
-            if addr >= start && addr < start + size.max(1) {
-                return Some(stack);
-            }
+    let _ignore = hot::ignore();
+    let mut found = None;
+    hot::for_each_block(|stack, size, _, start| {
+        if found.is_none() && addr >= start && addr < start + size.max(1) {
+            found = Some(stack);
         }
-    }
-    None
+    });
+    found
 }
 
 /// The traceback of an interned stack, from its call site outward, under
 /// the site rules and frame count in force: the one way every module turns a
 /// stack id into frames (resolved once per stack, then cached).
 pub(crate) fn traceback_of_stack(id: StackId) -> std::sync::Arc<[Frame]> {
-    let _ignore = Guard::with(IGNORE);
+    let _ignore = hot::ignore();
     let settings = crate::settings();
-    symbolize::resolve_stack(id, STACKS.get(id), &settings.rules, settings.frames)
+    symbolize::resolve_stack(id, hot::stack_ips(id), &settings.rules, settings.frames)
 }
 
 /// Resolves a raw snapshot into a [`Snapshot`].
 pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
-    let _ignore = Guard::with(IGNORE);
+    let _ignore = hot::ignore();
     let settings = crate::settings();
     let mut frames: Vec<Frame> = Vec::new();
     let mut frame_ids: HashMap<Frame, u32> = HashMap::new();
@@ -327,7 +315,7 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
                 })
             })
             .collect();
-        let ctx = match STACKS.context(id) {
+        let ctx = match hot::stack_context(id) {
             0 => None,
             c => Some(*context_ids.entry(c).or_insert_with(|| {
                 contexts.push(crate::context::label(c).unwrap_or_default());
@@ -378,13 +366,13 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
             blocks: traces.iter().map(|t| t.count).sum(),
             traced_bytes: traces.iter().map(|t| t.size).sum(),
             tracker_bytes: crate::tracker_memory() as u64,
-            untracked_blocks: hot::UNTRACKED.load(Relaxed) as u64,
+            untracked_blocks: hot::untracked(),
         },
         process: process_memory(),
         frames,
         traces,
         // A forked child's task table may be locked by a thread that is gone.
-        tasks: if hot::fork::is_forked_child() { Vec::new() } else { crate::tasks::task_stats() },
+        tasks: if hot::is_forked_child() { Vec::new() } else { crate::tasks::task_stats() },
         epoch: raw.epoch,
         contexts,
     }

@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 
 use crate::config::SiteRules;
-use crate::hot::sites::StackId;
+use crate::hot::control::StackId;
 use crate::Frame;
 use hashbrown::HashMap;
 use once_cell::sync::Lazy;

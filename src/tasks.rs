@@ -16,7 +16,6 @@
 
 #![forbid(unsafe_code)]
 
-use crate::hot::guard::{Guard, IGNORE};
 use crate::{Frame, TaskStat};
 use parking_lot::Mutex;
 use std::panic::Location;
@@ -46,7 +45,7 @@ impl SiteCounts {
     /// once per binary, then cached); empty when it cannot be found.
     fn function(&self) -> &str {
         self.function.get_or_init(|| {
-            let _ignore = Guard::with(IGNORE);
+            let _ignore = crate::hot::control::ignore();
             resolve_function(self.file, self.line, &self.ips[..self.ips_len])
         })
     }
@@ -111,15 +110,12 @@ fn counts_for(location: &'static Location<'static>) -> &'static SiteCounts {
 #[inline(never)]
 fn register(location: &'static Location<'static>, key: usize) -> &'static SiteCounts {
     // The registry and the leaked counters are the tracker's own memory.
-    let _ignore = Guard::with(IGNORE);
+    let _ignore = crate::hot::control::ignore();
     // Raw return addresses with the allocator hook's lock-free capture (not
     // `backtrace::trace`, whose global lock is held for seconds while the
     // monitor first reads debug info: a first spawn must not wait for that).
-    let mut buf = crate::hot::stack::Buf::new();
-    let captured = buf.fill(SITE_FRAMES, crate::hot::stack::LIBGCC);
     let mut ips = [0usize; SITE_FRAMES];
-    ips[..captured.len()].copy_from_slice(captured);
-    let ips_len = captured.len();
+    let ips_len = crate::hot::control::capture_unwind(&mut ips);
     let mut registry = REGISTRY.lock();
     let start = slot_of(key);
     let mut free = None;
@@ -259,7 +255,7 @@ pub fn live_tasks() -> Vec<TaskStat> {
 
 /// The raw counts of every site, registration order, no symbols.
 pub(crate) fn task_counts() -> Vec<TaskCount> {
-    let _ignore = Guard::with(IGNORE);
+    let _ignore = crate::hot::control::ignore();
     let sites: Vec<&'static SiteCounts> = REGISTRY.lock().clone();
     sites
         .into_iter()
@@ -273,7 +269,7 @@ pub(crate) fn sort_counts(v: &mut [TaskCount]) {
 }
 
 pub(crate) fn task_stats() -> Vec<TaskStat> {
-    let _ignore = Guard::with(IGNORE);
+    let _ignore = crate::hot::control::ignore();
     let mut counts = task_counts();
     sort_counts(&mut counts);
     counts.iter().map(TaskCount::stat).collect()

@@ -39,7 +39,6 @@
 #![forbid(unsafe_code)]
 
 use crate::context::{self, ContextId};
-use crate::hot::guard::{Guard, IGNORE};
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use tracing_core::field::{Field, Visit};
@@ -149,7 +148,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -162,7 +161,7 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -188,7 +187,7 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -200,7 +199,7 @@ where
     }
 
     fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         let _ = ENTERED.try_with(|e| {
             let mut e = e.borrow_mut();
             // Spans exit innermost first; one that exits out of order

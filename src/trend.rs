@@ -661,7 +661,7 @@ impl Trend {
 
     /// Writes this trend to `path` atomically.
     pub fn write_json(&self, path: impl AsRef<std::path::Path>) -> crate::Result<()> {
-        let _ignore = crate::hot::guard::Guard::with(crate::hot::guard::IGNORE);
+        let _ignore = crate::hot::control::ignore();
         crate::write_atomic(path.as_ref(), self.to_json().as_bytes())
     }
 

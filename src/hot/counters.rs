@@ -14,6 +14,8 @@
 //! destructor. A thread without a slot (all taken, or its destructor already
 //! ran) adds to `GLOBAL` directly.
 
+#![forbid(unsafe_code)]
+
 use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering::*};
 

@@ -29,6 +29,8 @@
 //! The state is a `const`-initialised `Cell<u32>` with no destructor, so it
 //! stays readable during thread exit, after other thread-locals are gone.
 
+#![forbid(unsafe_code)]
+
 use std::cell::Cell;
 
 pub(crate) const BUSY: u8 = 1;

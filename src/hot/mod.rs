@@ -14,18 +14,21 @@
 //!    counted in `UNTRACKED`, never dropped silently, never an abort.
 //! 5. While not tracing, a hook costs one relaxed load of `STATE`.
 //!
-//! Other modules read this one only through `crate::snapshot` and the
-//! control functions at the bottom of this file.
+//! The rest of the crate reaches it only through [`control`], its door:
+//! every other submodule is private, so the compiler keeps the boundary.
 
-pub(crate) mod alloc;
-pub(crate) mod counters;
-pub(crate) mod dwarf;
-pub(crate) mod fork;
-pub(crate) mod guard;
-pub(crate) mod sample;
-pub(crate) mod scope;
-pub(crate) mod sites;
-pub(crate) mod stack;
+mod alloc;
+pub(crate) mod control;
+mod counters;
+mod dwarf;
+mod fork;
+mod guard;
+mod sample;
+mod scope;
+mod sites;
+mod stack;
+
+pub use alloc::TrackingAllocator;
 
 use guard::Guard;
 use sites::{BlockTable, StackTable, UNKNOWN_STACK};
@@ -33,35 +36,35 @@ use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// What hooks do: `OFF`, `EXACT` or `SAMPLED`. The one load every hook
 /// pays; it carries the mode too, so the fast paths need no second load.
-pub(crate) static STATE: AtomicU8 = AtomicU8::new(OFF);
-pub(crate) const OFF: u8 = 0;
-pub(crate) const EXACT: u8 = 1;
-pub(crate) const SAMPLED: u8 = 2;
+pub(in crate::hot) static STATE: AtomicU8 = AtomicU8::new(OFF);
+pub(in crate::hot) const OFF: u8 = 0;
+pub(in crate::hot) const EXACT: u8 = 1;
+pub(in crate::hot) const SAMPLED: u8 = 2;
 /// The mode of the last `start()` (what snapshots report; stays when off).
-pub(crate) static MODE: AtomicU8 = AtomicU8::new(MODE_EXACT);
-pub(crate) const MODE_EXACT: u8 = 0;
-pub(crate) const MODE_SAMPLED: u8 = 1;
+pub(in crate::hot) static MODE: AtomicU8 = AtomicU8::new(MODE_EXACT);
+pub(in crate::hot) const MODE_EXACT: u8 = 0;
+pub(in crate::hot) const MODE_SAMPLED: u8 = 1;
 /// Mean bytes between samples in sampled mode.
-pub(crate) static MEAN_BYTES: AtomicUsize = AtomicUsize::new(512 * 1024);
+pub(in crate::hot) static MEAN_BYTES: AtomicUsize = AtomicUsize::new(512 * 1024);
 /// Return addresses captured per block.
-pub(crate) static DEPTH: AtomicUsize = AtomicUsize::new(64);
+pub(in crate::hot) static DEPTH: AtomicUsize = AtomicUsize::new(64);
 /// The capture method (`stack::LIBGCC`, `FRAME_POINTERS` or `DWARF`),
 /// chosen and validated at `start()`.
-pub(crate) static CAPTURE: AtomicU8 = AtomicU8::new(stack::LIBGCC);
+pub(in crate::hot) static CAPTURE: AtomicU8 = AtomicU8::new(stack::LIBGCC);
 
 // Traced bytes live in `counters`: in exact mode the bytes of recorded
 // blocks, in sampled mode every byte allocated minus every byte freed since
 // start (the tables then hold only the sampled blocks).
 /// Blocks that could not be recorded (tracker out of memory, table full).
-pub(crate) static UNTRACKED: AtomicUsize = AtomicUsize::new(0);
+pub(in crate::hot) static UNTRACKED: AtomicUsize = AtomicUsize::new(0);
 
 /// The birth epoch new blocks are recorded with: a coarse counter that
 /// snapshots and monitor ticks advance (never a clock read per allocation).
 /// Blocks keep it modulo 2^16 (see `sites::BlockKey`).
-pub(crate) static BIRTH_EPOCH: AtomicU64 = AtomicU64::new(0);
+pub(in crate::hot) static BIRTH_EPOCH: AtomicU64 = AtomicU64::new(0);
 
-pub(crate) static STACKS: StackTable = StackTable::new();
-pub(crate) static BLOCKS: BlockTable = BlockTable::new();
+pub(in crate::hot) static STACKS: StackTable = StackTable::new();
+pub(in crate::hot) static BLOCKS: BlockTable = BlockTable::new();
 
 /// Sampled mode: per bucket of addresses, how many sampled blocks are live,
 /// as 2-bit counters saturating at 3 (a saturated bucket stays "maybe").
@@ -82,7 +85,7 @@ fn filter_pos(addr: usize) -> (&'static AtomicU8, u32) {
 
 /// Whether a sampled block may be live at `addr` (false: surely not).
 #[inline(always)]
-pub(crate) fn filter_maybe(addr: usize) -> bool {
+pub(in crate::hot) fn filter_maybe(addr: usize) -> bool {
     let (byte, shift) = filter_pos(addr);
     (byte.load(Relaxed) >> shift) & 3 != 0
 }
@@ -100,7 +103,7 @@ fn filter_remove(addr: usize) {
 /// Called after the inner allocator returned `ptr` (non-null) while
 /// tracing; `state` is the `STATE` the caller loaded.
 #[inline(always)]
-pub(crate) fn on_alloc(ptr: *mut u8, size: usize, state: u8) {
+pub(in crate::hot) fn on_alloc(ptr: *mut u8, size: usize, state: u8) {
     if state == SAMPLED {
         // The fast path of sampled mode: a guard check, a per-thread count
         // and a per-thread countdown; no call, no lock, no shared write.
@@ -186,7 +189,7 @@ fn store(addr: usize, id: sites::StackId, size: usize, sampled: bool, epoch: u16
 
 /// Called before the inner allocator frees `ptr` while tracing.
 #[inline(always)]
-pub(crate) fn on_dealloc(ptr: *mut u8, size: usize, state: u8) {
+pub(in crate::hot) fn on_dealloc(ptr: *mut u8, size: usize, state: u8) {
     if state == SAMPLED {
         let state = guard::state();
         // Symmetric with `on_alloc`: the tracker's own blocks (allocated
@@ -227,7 +230,7 @@ fn forget(addr: usize, sampled: bool) -> Option<(sites::StackId, usize, u16)> {
 }
 
 /// What `on_realloc_begin` took out of the table, to put back or move.
-pub(crate) struct Moving {
+pub(in crate::hot) struct Moving {
     /// The old block's record (stack, size, birth epoch), when it had one.
     old: Option<(sites::StackId, usize, u16)>,
     /// Whether this realloc is traced at all (not a tracker allocation).
@@ -243,7 +246,7 @@ pub(crate) struct Moving {
 /// chance to be sampled as a new allocation of its new size. No record
 /// moves, so nothing needs doing before the inner call.
 #[inline(always)]
-pub(crate) fn on_realloc_unsampled(old_size: usize, new_ptr: *mut u8, new_size: usize) {
+pub(in crate::hot) fn on_realloc_unsampled(old_size: usize, new_ptr: *mut u8, new_size: usize) {
     if new_ptr.is_null() {
         return;
     }
@@ -258,7 +261,7 @@ pub(crate) fn on_realloc_unsampled(old_size: usize, new_ptr: *mut u8, new_size: 
 /// `ptr` still belongs to this thread (once the inner allocator has freed
 /// it, another thread may get the same address and record it).
 #[inline(always)]
-pub(crate) fn on_realloc_begin(ptr: *mut u8, old_size: usize, state: u8) -> Moving {
+pub(in crate::hot) fn on_realloc_begin(ptr: *mut u8, old_size: usize, state: u8) -> Moving {
     let sampled = state == SAMPLED;
     let inactive = Moving { old: None, active: false, sampled, _busy: None };
     if guard::state() != 0 {
@@ -282,7 +285,7 @@ fn realloc_take(addr: usize, sampled: bool) -> Moving {
 
 /// Called after the inner `realloc` returned `new_ptr` (null on failure).
 #[inline(always)]
-pub(crate) fn on_realloc_end(m: Moving, ptr: *mut u8, old_size: usize, new_ptr: *mut u8, new_size: usize) {
+pub(in crate::hot) fn on_realloc_end(m: Moving, ptr: *mut u8, old_size: usize, new_ptr: *mut u8, new_size: usize) {
     if !m.active {
         return;
     }
@@ -348,12 +351,12 @@ fn count_alloc_growth(id: sites::StackId, grown: usize, new_size: usize, sampled
 }
 
 // ------------------------------------------------------------- control
-// Called by the public API (lib.rs), never from a hook.
+// Called through `control.rs`, never from a hook.
 
 /// Clears all records. Exact mode: the cleared blocks' bytes leave the
 /// total (frees of them are ignored from now on); sampled mode: the total
 /// starts again from zero.
-pub(crate) fn clear() {
+pub(in crate::hot) fn clear() {
     // Sampled mode, tracing on: the free filter is zeroed before the shards
     // are cleared, never after. Zeroed after, a block sampled into an
     // already-cleared shard in between would keep its record but lose its
@@ -376,22 +379,8 @@ pub(crate) fn clear() {
     UNTRACKED.store(0, Relaxed);
 }
 
-/// Starts the total and the peak again from zero.
-pub(crate) fn reset_counters() {
-    counters::reset();
-}
-
-/// `(current, peak)` traced bytes.
-pub(crate) fn traced() -> (usize, usize) {
-    counters::read()
-}
-
-pub(crate) fn reset_peak() {
-    counters::reset_peak();
-}
-
 /// Bytes the tracker's tables hold.
-pub(crate) fn memory() -> usize {
+pub(in crate::hot) fn memory() -> usize {
     sites::STACK_TABLE_BYTES.load(Relaxed) + BLOCKS.memory() + dwarf::memory()
 }
 

@@ -9,6 +9,8 @@
 //! the current generation; a check begun at generation `g` counts the live
 //! blocks tagged `g` or later. Frees look here only while a scope is open.
 
+#![forbid(unsafe_code)]
+
 use super::guard::{Guard, BUSY};
 use super::sites::{AddrHash, StackId};
 use hashbrown::HashMap;

@@ -5,8 +5,7 @@
 
 use super::worker::Worker;
 use super::{Callback, MonitorStats, Settings, Shared};
-use crate::hot::guard::{Guard, IGNORE};
-use crate::hot::sites::StackId;
+use crate::hot::control::StackId;
 use crate::{Config, Finding};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -162,9 +161,9 @@ impl MonitorBuilder {
     /// Like [`start`](Self::start), returning the error when the thread
     /// cannot be created.
     pub fn try_start(self) -> std::io::Result<Monitor> {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         let config = self.config.clone();
-        crate::check::ensure_tracing(|| config.unwrap_or_default());
+        crate::control::ensure_tracing(|| config.unwrap_or_default());
         let report_dir = self.report_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("leaktrace"));
         let window = self.window;
         let settings = Settings {
@@ -199,12 +198,12 @@ fn warm_symbols(shared: Arc<Shared>) {
     let spawned = std::thread::Builder::new().name("leaktrace-symbols".into()).spawn({
         let shared = shared.clone();
         move || {
-            let _ignore = Guard::with(IGNORE);
+            let _ignore = crate::hot::control::ignore();
             let _ = crate::symbolize::resolve_ip(ip);
             // A few allocation stacks seen so far: they go through the
             // allocator, `alloc` and `std`, whose line tables every
             // report needs.
-            let known = crate::hot::STACKS.len().min(WARM_STACKS) as StackId;
+            let known = crate::hot::control::stack_count().min(WARM_STACKS) as StackId;
             for id in 0..known {
                 if shared.stopping() {
                     break;
@@ -304,7 +303,7 @@ impl Monitor {
     /// Counters of the monitor's work so far.
     pub fn stats(&self) -> MonitorStats {
         let stats = {
-            let _ignore = Guard::with(IGNORE);
+            let _ignore = crate::hot::control::ignore();
             self.shared.stats.lock().clone()
         };
         // Built untraced: in sampled mode the program must get its own copy
@@ -313,7 +312,7 @@ impl Monitor {
     }
 
     fn shutdown(&mut self) {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         {
             let _guard = self.shared.lock.lock();
             self.shared.stop.store(true, Relaxed);

@@ -26,7 +26,7 @@
 use super::findings::{ClearedFinding, ClearedKind, Finding};
 use super::judge::onset;
 use super::worker::Worker;
-use crate::hot::sites::StackId;
+use crate::hot::control::StackId;
 use crate::Frame;
 use std::path::PathBuf;
 

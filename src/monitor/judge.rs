@@ -27,7 +27,7 @@
 use super::clearing::{Phase, SiteState};
 use super::findings::{Finding, LeakFinding, LeakSuspect};
 use super::worker::Worker;
-use crate::hot::sites::StackId;
+use crate::hot::control::StackId;
 use crate::trend::{analyze_series, rank_key_cmp, SeriesTrend, Verdict};
 use crate::Frame;
 use hashbrown::HashMap;

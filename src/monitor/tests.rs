@@ -1,11 +1,13 @@
 //! The worker's judging, fed synthetic raw snapshots: one call to
 //! `Worker::judge` per tick, no thread, no allocator.
 
+#![forbid(unsafe_code)]
+
 use super::findings::{ClearedFinding, ClearedKind, Finding, LeakFinding};
 use super::report::MonitorReport;
 use super::worker::{Entry, Worker};
 use super::{Settings, Shared};
-use crate::hot::sites::StackId;
+use crate::hot::control::StackId;
 use crate::snapshot::RawSnapshot;
 use crate::trend::Verdict;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 /// Stack ids no real stack has: they resolve to the unknown frame, so they
 /// are all one site.
-const A: StackId = crate::hot::sites::UNKNOWN_STACK - 10;
+const A: StackId = crate::hot::control::UNKNOWN_STACK - 10;
 const B: StackId = A + 1;
 const C: StackId = A + 2;
 

@@ -7,8 +7,7 @@ use super::clearing::SiteState;
 use super::findings::{ClearedFinding, Finding, RssFinding, TasksFinding};
 use super::judge::SiteKey;
 use super::{Callback, Settings, Shared};
-use crate::hot::guard::{Guard, IGNORE};
-use crate::hot::sites::StackId;
+use crate::hot::control::StackId;
 use crate::snapshot::RawSnapshot;
 use crate::tasks::TaskCount;
 use crate::ProcessMemory;
@@ -87,7 +86,7 @@ impl Worker {
             let findings = match catch_unwind(AssertUnwindSafe(|| self.tick())) {
                 Ok(f) => f,
                 Err(_) => {
-                    let _ignore = Guard::with(IGNORE);
+                    let _ignore = crate::hot::control::ignore();
                     log::error!("leaktrace: the monitor's snapshot panicked; it goes on at the next interval");
                     Vec::new()
                 }
@@ -110,7 +109,7 @@ impl Worker {
         for finding in findings {
             for cb in self.callbacks.iter_mut() {
                 if catch_unwind(AssertUnwindSafe(|| cb(finding))).is_err() {
-                    let _ignore = Guard::with(IGNORE);
+                    let _ignore = crate::hot::control::ignore();
                     log::error!("leaktrace: a monitor on_finding callback panicked");
                 }
             }
@@ -118,7 +117,7 @@ impl Worker {
     }
 
     pub(super) fn update_stats(&mut self, took: Duration) {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         let window_bytes = self.window.capacity() * std::mem::size_of::<Entry>()
             + self.window.iter().map(Entry::heap_bytes).sum::<usize>();
         let mut s = self.shared.stats.lock();
@@ -131,7 +130,7 @@ impl Worker {
     }
 
     pub(super) fn tick(&mut self) -> Vec<Finding> {
-        let _ignore = Guard::with(IGNORE);
+        let _ignore = crate::hot::control::ignore();
         let mut raw = crate::snapshot::collect();
         // Each tick is a birth epoch: a snapshot taken later tells blocks
         // born tick by tick (a leak) from blocks born at one time (a load).

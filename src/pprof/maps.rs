@@ -1,6 +1,8 @@
 //! The objects loaded into this process, from `/proc/self/maps`: the
 //! mappings of an in-process profile.
 
+#![forbid(unsafe_code)]
+
 /// One executable mapping of a loaded object.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MappedObject {

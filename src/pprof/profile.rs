@@ -1,6 +1,8 @@
 //! Building `profile.proto` messages from snapshots and diffs: the string
 //! table, functions, locations and samples, each interned once.
 
+#![forbid(unsafe_code)]
+
 use super::maps::MappedObject;
 use super::proto;
 use crate::{Frame, Snapshot, SnapshotDiff};
