@@ -562,6 +562,7 @@ pub struct TasksFinding {
 /// Its `Display` is the warning the monitor logged.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // one per finding, rare: boxing would only change the API
 pub enum Finding {
     /// A site grows steadily.
     Leak(LeakFinding),
@@ -1331,7 +1332,7 @@ mod tests {
 
     #[test]
     fn suspects_go_first_in_the_diff() {
-        let fr = |line| Frame { function: "f".into(), file: "src/a.rs".into(), line };
+        let fr = |line| Frame::new("f", "src/a.rs", line);
         let site = |line, size_diff| crate::StatisticDiff {
             rank: 0,
             location: fr(line),

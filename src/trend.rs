@@ -317,7 +317,7 @@ mod tests {
     use crate::diff::tests::snap;
 
     fn frame(file: &str, line: u32) -> Frame {
-        Frame { function: format!("f{line}"), file: file.into(), line }
+        Frame::new(format!("f{line}"), file, line)
     }
 
     #[test]
