@@ -35,6 +35,9 @@ pub enum Command {
     /// Run a leak pattern (leaky, or --fixed) in-process under tracing, write
     /// its snapshots, diff and trend, and print the top sites
     Scenario(ScenarioArgs),
+    /// Resolve a snapshot's unresolved frames (symbolization off, stripped
+    /// binary) from the binary or debug files found by build id
+    Symbolize(crate::symbolize::SymbolizeArgs),
 }
 
 /// How to group, filter, cut and print a report.
