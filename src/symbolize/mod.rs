@@ -214,7 +214,26 @@ impl Drop for Batch {
                 HashMap::new()
             }
         };
-        drop(released);
+        if !released.is_empty() {
+            drop(released);
+            give_back_freed_memory();
+        }
+    }
+}
+
+/// The parsed units were many small blocks, now free: glibc keeps freed
+/// heap memory for reuse, so without a trim the RSS they took would stay
+/// (about 11 MiB on the benchmark's binary). `malloc_trim` returns the free
+/// pages to the kernel; with another allocator under leaktrace it frees
+/// nothing of its and costs a walk of glibc's (then empty) arenas.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `malloc_trim` has no preconditions; it only returns free
+        // memory of glibc's arenas to the kernel.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 
