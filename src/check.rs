@@ -258,11 +258,7 @@ fn group_sites(stacks: &[(StackId, u64, u64)]) -> Vec<LeakSite> {
     for &(id, bytes, blocks) in stacks {
         let tb = crate::snapshot::traceback_of_stack(id);
         let context = crate::snapshot::context_of_stack(id);
-        let loc = tb.first().cloned().unwrap_or_else(|| Frame {
-            function: crate::symbolize::UNKNOWN.into(),
-            file: String::new(),
-            line: 0,
-        });
+        let loc = tb.first().cloned().unwrap_or_else(|| Frame::new(crate::symbolize::UNKNOWN, "", 0));
         // Sites under different contexts stay apart, as in snapshots.
         let func = if loc.file.is_empty() { loc.function.clone() } else { String::new() };
         let key = (loc.file.clone(), loc.line, func, context.clone());

@@ -82,8 +82,13 @@ impl SiteRules {
     }
 }
 
+/// A pattern matches a frame's function, its file as written (portable,
+/// `src/db.rs`) or its absolute path (`*/tokio-*` keeps working on
+/// `/root/.cargo/registry/src/.../tokio-1.47.1/src/lib.rs`).
 fn frame_matches(pattern: &str, f: &Frame) -> bool {
-    glob_match(pattern, &f.function) || glob_match(pattern, &f.file)
+    glob_match(pattern, &f.function)
+        || glob_match(pattern, &f.file)
+        || (!f.path_abs.is_empty() && glob_match(pattern, &f.path_abs))
 }
 
 /// What `start()` sets up. `Config::default()` is exact mode, 16 frames per
@@ -95,6 +100,7 @@ pub struct Config {
     pub(crate) capture: CaptureMethod,
     pub(crate) rules: SiteRules,
     pub(crate) sample_seed: Option<u64>,
+    pub(crate) symbolize: bool,
 }
 
 impl Default for Config {
@@ -105,6 +111,7 @@ impl Default for Config {
             capture: CaptureMethod::Auto,
             rules: SiteRules::default(),
             sample_seed: None,
+            symbolize: true,
         }
     }
 }
@@ -153,6 +160,22 @@ impl Config {
     pub fn sample_seed(mut self, seed: u64) -> Self {
         self.sample_seed = Some(seed);
         self
+    }
+
+    /// Whether snapshots resolve addresses to functions, files and lines
+    /// (default true). With `false` the process never reads debug info:
+    /// snapshots keep each frame as its object and offset (see
+    /// `Snapshot::modules`), and `alloc-probe symbolize` resolves them later,
+    /// from the binary or from a debug file found by build id. For stripped
+    /// production binaries, where there is nothing to read anyway.
+    pub fn symbolize(mut self, on: bool) -> Self {
+        self.symbolize = on;
+        self
+    }
+
+    /// Whether snapshots are symbolized in the process (see [`symbolize`](Self::symbolize)).
+    pub fn symbolizes(&self) -> bool {
+        self.symbolize
     }
 
     /// The frames kept per traceback.

@@ -57,6 +57,7 @@ fn start_locked(config: Config) {
         }
         *s = Settings { frames: config.frames, mode: config.mode, rules: config.rules };
     }
+    symbolize::set_enabled(config.symbolize);
     let recording = match config.mode {
         Mode::Full => Recording::Exact,
         Mode::Sampled { mean_bytes } => Recording::Sampled { mean_bytes },

@@ -201,11 +201,7 @@ enum Key {
 pub(crate) const NO_CONTEXT: &str = "[no context]";
 
 fn key_of(group_by: GroupBy, tb: &[Frame], context: Option<&str>) -> (Key, Frame) {
-    let site = tb.first().cloned().unwrap_or_else(|| Frame {
-        function: crate::symbolize::UNKNOWN.into(),
-        file: String::new(),
-        line: 0,
-    });
+    let site = tb.first().cloned().unwrap_or_else(|| Frame::new(crate::symbolize::UNKNOWN, "", 0));
     let ctx = context.map(str::to_owned);
     match group_by {
         // Frames without a file (a stripped binary) are told apart by
@@ -215,14 +211,9 @@ fn key_of(group_by: GroupBy, tb: &[Frame], context: Option<&str>) -> (Key, Frame
             (Key::Line(site.file.clone(), site.line, func, ctx), site)
         }
         GroupBy::Function => (Key::Function(site.function.clone(), ctx), Frame { line: 0, ..site }),
-        GroupBy::File => {
-            (Key::File(site.file.clone(), ctx), Frame { function: String::new(), file: site.file, line: 0 })
-        }
+        GroupBy::File => (Key::File(site.file.clone(), ctx), Frame::new("", site.file, 0)),
         GroupBy::Traceback => (Key::Traceback(tb.to_vec(), ctx), site),
-        GroupBy::Context => (
-            Key::Context(ctx),
-            Frame { function: context.unwrap_or(NO_CONTEXT).to_owned(), file: String::new(), line: 0 },
-        ),
+        GroupBy::Context => (Key::Context(ctx), Frame::new(context.unwrap_or(NO_CONTEXT), "", 0)),
     }
 }
 
@@ -520,7 +511,7 @@ pub(crate) mod tests {
     use crate::snapshot::{Totals, Trace};
 
     fn frame(file: &str, line: u32, function: &str) -> Frame {
-        Frame { function: function.into(), file: file.into(), line }
+        Frame::new(function, file, line)
     }
 
     /// A snapshot with `(site, size, count)` traces, taken at `t` seconds.
@@ -555,6 +546,7 @@ pub(crate) mod tests {
             tasks: Vec::new(),
             epoch: 0,
             contexts: Vec::new(),
+            modules: Vec::new(),
         }
     }
 

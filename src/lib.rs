@@ -42,6 +42,7 @@ mod config;
 pub mod context;
 mod control;
 mod diff;
+mod env;
 pub(crate) mod hot;
 mod monitor;
 mod report;
@@ -71,26 +72,91 @@ pub use diff::{
     elapsed_seconds, filter_statistics, DiffTotals, Filter, FilterTarget, GroupBy, SnapshotDiff, SnapshotInfo,
     Statistic, StatisticDiff, TaskDiff,
 };
+pub use env::{init_from_env, parse_env, EnvError, EnvSettings, MonitorSettings, ENV_MONITOR, ENV_TRACING};
 pub use hot::TrackingAllocator;
 pub use monitor::*;
 pub use report::{write_atomic, Error, Result, DIFF_FORMAT, SNAPSHOT_FORMAT, TREND_FORMAT};
-pub use snapshot::{next_epoch, process_memory, Birth, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
+pub use snapshot::{next_epoch, process_memory, Birth, Module, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
+pub use symbolize::offline::{symbolize_snapshot, unresolved_sites, ModuleOutcome, SymbolizeOutcome};
 pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
 pub use trend::{analyze_series, rank_key_cmp, trend, SeriesTrend, Trend, TrendPoint, TrendSite, Verdict};
 
 use serde::{Deserialize, Serialize};
 
-/// One resolved stack frame.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// One stack frame.
+///
+/// Its identity (equality, hashing, order) is `function`, `file` and
+/// `line`: the other keys say where it came from, so the same line of a
+/// program built in two directories is one frame.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Frame {
-    /// Demangled function name, without the hash (`app::cache::Cache::insert`).
+    /// Demangled function name, without the hash (`app::cache::Cache::insert`);
+    /// for a frame nothing was resolved for, its object and offset
+    /// (`app+0x1a2b3`, see [`Frame::offset`]).
     pub function: String,
-    /// Source file as recorded in the debug info, joined to the build
-    /// directory (absolute paths for cargo builds);
-    /// empty when unknown.
+    /// Source file, portable: relative to the workspace root of the crate it
+    /// belongs to (`src/db.rs`, `alloc-probe/src/main.rs`), the standard
+    /// library as `<rustc>/library/std/src/...`, a dependency as
+    /// `tokio-1.47.1/src/...`; absolute when no root is known. Empty when
+    /// unknown.
     pub file: String,
     /// 1-based line; 0 when unknown.
     pub line: u32,
+    /// The source file's absolute path as the debug info records it
+    /// (`/home/ci/app/src/db.rs`), when it differs from `file`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path_abs: String,
+    /// For a frame without file and line: the object it is in, an index
+    /// into [`Snapshot::modules`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<u32>,
+    /// For a frame without file and line: the return address minus the
+    /// object's load address (what `alloc-probe symbolize` looks up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+impl Frame {
+    /// A frame with a function, a file and a line.
+    pub fn new(function: impl Into<String>, file: impl Into<String>, line: u32) -> Frame {
+        Frame { function: function.into(), file: file.into(), line, ..Frame::default() }
+    }
+
+    /// Whether this frame still needs symbolizing (it has an object and
+    /// offset but no file).
+    pub fn is_unresolved(&self) -> bool {
+        self.offset.is_some() && self.file.is_empty()
+    }
+
+    fn identity(&self) -> (&str, &str, u32) {
+        (&self.function, &self.file, self.line)
+    }
+}
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for Frame {}
+
+impl std::hash::Hash for Frame {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state)
+    }
+}
+
+impl PartialOrd for Frame {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Frame {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
 }
 
 impl std::fmt::Display for Frame {

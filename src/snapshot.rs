@@ -90,6 +90,22 @@ pub struct TaskStat {
     pub spawned: u64,
 }
 
+/// One object loaded in the process that took a snapshot (the executable,
+/// a shared library): what `alloc-probe symbolize` needs to find its debug
+/// info later.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Module {
+    /// The file it was loaded from.
+    pub path: String,
+    /// Its GNU build id in hex (`readelf -n`), empty when it has none.
+    #[serde(default)]
+    pub build_id: String,
+    /// Where it was loaded: a frame's address minus this is its
+    /// [`Frame::offset`].
+    #[serde(default)]
+    pub load_address: u64,
+}
+
 /// Live memory per traceback at one moment, with a label
 /// (`tracemalloc.take_snapshot()`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -136,6 +152,10 @@ pub struct Snapshot {
     /// The context labels that traces name (see [`Trace::context`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contexts: Vec<String>,
+    /// The objects loaded in the process, which frames without a file name
+    /// by index (see [`Frame::module`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<Module>,
 }
 
 /// Per-stack live bytes and blocks, before symbolization.
@@ -296,6 +316,9 @@ pub(crate) fn traceback_of_stack(id: StackId) -> std::sync::Arc<[Frame]> {
 pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
     let _ignore = hot::ignore();
     let settings = crate::settings();
+    // One batch: the debug info opened for this snapshot's stacks is
+    // released when it is built.
+    let _batch = symbolize::Batch::begin();
     let mut frames: Vec<Frame> = Vec::new();
     let mut frame_ids: HashMap<Frame, u32> = HashMap::new();
     let mut contexts: Vec<String> = Vec::new();
@@ -338,14 +361,7 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
         }
     }
     let mut traces: Vec<Trace> = traces.into_values().collect();
-    traces.sort_by(|a, b| {
-        b.size
-            .cmp(&a.size)
-            .then(b.count.cmp(&a.count))
-            .then(b.alloc_size.cmp(&a.alloc_size))
-            .then(a.frames.cmp(&b.frames))
-            .then(a.context.cmp(&b.context))
-    });
+    sort_traces(&mut traces);
     let sampled = settings.mode != crate::Mode::Full;
     Snapshot {
         label: label.to_string(),
@@ -375,7 +391,20 @@ pub(crate) fn build(label: &str, raw: &RawSnapshot) -> Snapshot {
         tasks: if hot::is_forked_child() { Vec::new() } else { crate::tasks::task_stats() },
         epoch: raw.epoch,
         contexts,
+        modules: symbolize::modules::list(),
     }
+}
+
+/// Largest first, then by count, allocation total, frames and context.
+pub(crate) fn sort_traces(traces: &mut [Trace]) {
+    traces.sort_by(|a, b| {
+        b.size
+            .cmp(&a.size)
+            .then(b.count.cmp(&a.count))
+            .then(b.alloc_size.cmp(&a.alloc_size))
+            .then(a.frames.cmp(&b.frames))
+            .then(a.context.cmp(&b.context))
+    });
 }
 
 /// Adds one stack's age buckets to a trace's births (oldest first), taken

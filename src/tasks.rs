@@ -51,7 +51,7 @@ impl SiteCounts {
     }
 
     pub(crate) fn location(&self) -> Frame {
-        Frame { function: self.function().to_string(), file: self.file.to_string(), line: self.line }
+        Frame::new(self.function(), self.file, self.line)
     }
 }
 

@@ -1026,7 +1026,7 @@ mod tests {
     }
 
     fn frame(file: &str, line: u32) -> Frame {
-        Frame { function: format!("f{line}"), file: file.into(), line }
+        Frame::new(format!("f{line}"), file, line)
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn samples(p: &proto::Profile) -> Vec<(Vec<Frame>, Vec<i64>)> {
                     assert!(loc.mapping_id == 0 || p.mapping.iter().any(|m| m.id == loc.mapping_id));
                     loc.line.iter().map(|line| {
                         let f = p.function.iter().find(|f| f.id == line.function_id).expect("function id");
-                        Frame { function: s(f.name), file: s(f.filename), line: line.line as u32 }
+                        Frame { function: s(f.name), file: s(f.filename), line: line.line as u32, ..Frame::default() }
                     })
                 })
                 .collect();

@@ -30,7 +30,7 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn frame() -> impl Strategy<Value = Frame> {
-    (text(), text(), any::<u32>()).prop_map(|(function, file, line)| Frame { function, file, line })
+    (text(), text(), any::<u32>()).prop_map(|(function, file, line)| Frame { function, file, line, ..Frame::default() })
 }
 
 /// A finite f64 of any size or sign (JSON has no NaN or infinity).
@@ -151,6 +151,7 @@ fn snapshot(max_size: u64, times: Times) -> impl Strategy<Value = Snapshot> {
             tasks,
             epoch,
             contexts,
+            modules: Vec::new(),
         },
     )
 }

@@ -34,6 +34,7 @@ fn report(seq: u64) -> Snapshot {
             function: format!("app::module_{i}::Type<alloc::vec::Vec<u8>>::function_with_a_long_name_{i}"),
             file: format!("/work/app/src/module_{i}/a/rather/deep/path/file.rs"),
             line: i as u32,
+            ..Frame::default()
         })
         .collect();
     let traces = (0..FRAMES / 4)
@@ -61,6 +62,7 @@ fn report(seq: u64) -> Snapshot {
         tasks: Vec::new(),
         epoch: 0,
         contexts: Vec::new(),
+        modules: Vec::new(),
     }
 }
 

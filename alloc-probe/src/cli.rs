@@ -45,6 +45,9 @@ pub enum Command {
     /// with their verdicts and charts, totals and RSS over time, live tasks,
     /// and the flame graph
     Report(ReportArgs),
+    /// Resolve a snapshot's unresolved frames (symbolization off, stripped
+    /// binary) from the binary or debug files found by build id
+    Symbolize(crate::symbolize::SymbolizeArgs),
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => crate::export::run(args),
         Command::Flamegraph(args) => crate::flamegraph::run(args),
         Command::Report(args) => crate::html::run(args),
+        Command::Symbolize(args) => crate::symbolize::run(args),
     }
 }
 
@@ -38,6 +39,8 @@ fn top(view: &View) -> usize {
 fn diff(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let old = input::read_snapshot(&args.old)?;
     let new = input::read_snapshot(&args.new)?;
+    crate::symbolize::note(&args.old, &old);
+    crate::symbolize::note(&args.new, &new);
     if new.unix_seconds < old.unix_seconds {
         eprintln!(
             "alloc-probe: note: {} was taken after {} ({} > {}); the diff is NEW minus OLD as given",
@@ -109,6 +112,7 @@ const STATISTICS_FORMAT: &str = "leaktrace.statistics.v1";
 
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     let snap = input::read_snapshot(&args.snapshot)?;
+    crate::symbolize::note(&args.snapshot, &snap);
     let view = &args.view;
     let filters = input::filters(&view.include, &view.exclude);
     let group_by: GroupBy = view.group_by.into();
@@ -151,6 +155,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
 
 fn trend(args: TrendArgs) -> anyhow::Result<ExitCode> {
     let snapshots = input::read_series(&args.inputs)?;
+    crate::symbolize::note_series(&snapshots);
     let view = &args.view;
     let filters = input::filters(&view.include, &view.exclude);
     let snapshots: Vec<Snapshot> =

@@ -147,7 +147,7 @@ mod tests {
     use leaktrace::Frame;
 
     fn frame(file: &str, function: &str) -> Frame {
-        Frame { function: function.into(), file: file.into(), line: 1 }
+        Frame::new(function, file, 1)
     }
 
     #[test]

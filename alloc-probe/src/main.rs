@@ -19,6 +19,7 @@ mod input;
 mod output;
 mod render;
 mod scenarios;
+mod symbolize;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -487,7 +487,7 @@ mod tests {
             "<rustc>/library/core/src/future/future.rs"
         );
         assert_eq!(short_function("a::b::{{closure}}::{{closure}}"), "a::b::{closure}");
-        let f = Frame { function: String::new(), file: "/x/y.rs".into(), line: 0 };
+        let f = Frame::new("", "/x/y.rs", 0);
         assert_eq!(site(&f), "/x/y.rs");
     }
 }

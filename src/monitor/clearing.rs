@@ -269,7 +269,7 @@ mod tests {
     use super::*;
 
     fn frame() -> Frame {
-        Frame { function: "f".into(), file: "src/a.rs".into(), line: 1 }
+        Frame { function: "f".into(), file: "src/a.rs".into(), line: 1, ..Frame::default() }
     }
 
     fn site(sizes: &[u64]) -> SiteState {

@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn suspects_go_first_in_the_diff() {
-        let fr = |line| Frame { function: "f".into(), file: "src/a.rs".into(), line };
+        let fr = |line| Frame { function: "f".into(), file: "src/a.rs".into(), line, ..Frame::default() };
         let site = |line, size_diff| crate::StatisticDiff {
             rank: 0,
             location: fr(line),
@@ -233,7 +233,8 @@ mod tests {
         assert_eq!(order, vec![(3, 1), (1, 2), (2, 3)]);
         // A stripped binary: no file, sites told apart by function (as the
         // diff groups them); the suspect still goes first.
-        let bare = |function: &str| Frame { function: function.into(), file: String::new(), line: 0 };
+        let bare =
+            |function: &str| Frame { function: function.into(), file: String::new(), line: 0, ..Frame::default() };
         diff.sites[1].location = bare("app::grow");
         diff.sites[2].location = bare("app::churn");
         let stripped = LeakSuspect { location: bare("app::grow"), ..suspect };

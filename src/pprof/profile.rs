@@ -213,7 +213,7 @@ pub fn profile_from_snapshot(snap: &Snapshot, defaults: Defaults, mappings: &[Ma
 }
 
 fn unknown_frame() -> Frame {
-    Frame { function: crate::symbolize::UNKNOWN.to_owned(), file: String::new(), line: 0 }
+    Frame { function: crate::symbolize::UNKNOWN.to_owned(), file: String::new(), line: 0, ..Frame::default() }
 }
 
 /// The profile of `diff`: one sample per site with
@@ -261,7 +261,12 @@ mod tests {
     use crate::Trace;
 
     fn snap() -> Snapshot {
-        let f = |function: &str, file: &str, line| Frame { function: function.into(), file: file.into(), line };
+        let f = |function: &str, file: &str, line| Frame {
+            function: function.into(),
+            file: file.into(),
+            line,
+            ..Frame::default()
+        };
         Snapshot {
             label: "t".into(),
             taken_at: "2026-11-25T00:00:00.000Z".into(),
@@ -290,6 +295,7 @@ mod tests {
             tasks: Vec::new(),
             epoch: 0,
             contexts: vec!["GET /x".into()],
+            modules: Vec::new(),
         }
     }
 

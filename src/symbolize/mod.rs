@@ -1,0 +1,484 @@
+//! Return addresses to frames, with bounded caches; the first-own-frame rule.
+//!
+//! Runs only when a snapshot is taken, never in a hook. An address is
+//! looked up in the object it belongs to ([`modules`]) with `addr2line`
+//! over a map of the file ([`elf`]): only the line tables and functions of
+//! the units the addresses fall in are parsed, inlined frames expanded
+//! innermost first. The parsed debug info lives for one [`Batch`] (a
+//! snapshot's worth of stacks) and is dropped when it ends, so the RSS it
+//! took is given back; what stays is a bounded cache of resolved frames
+//! per address and of chosen tracebacks per stack ([`cache`]), so later
+//! snapshots of the same stacks read no debug info at all.
+//!
+//! With symbolization off (`Config::symbolize(false)`), or for an object
+//! without debug info, a frame keeps its object and offset (`app+0x1a2b`,
+//! `Frame::module`, `Frame::offset`); a stack whose site cannot be told
+//! then keeps all its frames, for `alloc-probe symbolize` to resolve later
+//! and choose the site by the same rule ([`offline`]).
+//!
+//! Paths are written portable ([`paths`]); the rule looks at the absolute
+//! path, kept as `Frame::path_abs`.
+
+mod cache;
+mod elf;
+pub(crate) mod modules;
+pub(crate) mod offline;
+mod paths;
+
+use crate::config::SiteRules;
+use crate::hot::control::StackId;
+use crate::Frame;
+use cache::GenCache;
+use hashbrown::HashMap;
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// What a frame is, for choosing the call site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FrameKind {
+    /// The program's own code: the first such frame is the site.
+    Own,
+    /// A dependency (cargo registry or git checkout) or a library without
+    /// source paths.
+    Dependency,
+    /// The standard library, including its bundled dependencies.
+    Std,
+    /// leaktrace itself, the `__rust_alloc` shims, or a frame the rules skip.
+    Tracker,
+    /// Nothing could be resolved.
+    Unknown,
+}
+
+/// This crate's sources: generic code of ours instantiated in the program
+/// still resolves here.
+const OWN_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+
+const SHIMS: &[&str] = &[
+    "__rust_alloc",
+    "__rust_realloc",
+    "__rust_dealloc",
+    "__rg_alloc",
+    "__rg_realloc",
+    "__rg_dealloc",
+    "__rdl_alloc",
+    "__rdl_realloc",
+    "__rdl_dealloc",
+    "__rust_alloc_error_handler",
+];
+
+const STD_PATHS: &[&str] = &["/rustc/", "/rust/deps/", "/lib/rustlib/src/rust/", "/library/std/src/"];
+const DEP_PATHS: &[&str] = &["/.cargo/registry/", "/registry/src/", "/.cargo/git/", "/git/checkouts/"];
+const STD_CRATES: &[&str] = &[
+    "std::",
+    "core::",
+    "alloc::",
+    "hashbrown::",
+    "<std::",
+    "<core::",
+    "<alloc::",
+    "<hashbrown::",
+    "<&",
+    "<[",
+    "<(",
+    "<usize",
+    "<u8",
+    "<str",
+];
+
+/// Classifies one resolved frame under `rules`.
+pub(crate) fn classify(frame: &Frame, rules: &SiteRules) -> FrameKind {
+    if rules.ignored(frame) {
+        return FrameKind::Tracker;
+    }
+    if rules.counted(frame) {
+        return FrameKind::Own;
+    }
+    let f = frame.function.as_str();
+    if SHIMS.iter().any(|s| f.contains(s)) {
+        return FrameKind::Tracker;
+    }
+    if is_placeholder(frame) {
+        return FrameKind::Unknown;
+    }
+    // The markers are absolute paths: `path_abs` when the file was written
+    // portable.
+    let file = if frame.path_abs.is_empty() { frame.file.as_str() } else { frame.path_abs.as_str() };
+    if file.starts_with(OWN_SRC) || (file.is_empty() && (f.starts_with("leaktrace::") || f.starts_with("<leaktrace::")))
+    {
+        return FrameKind::Tracker;
+    }
+    if file.is_empty() {
+        if f.is_empty() || f == UNKNOWN {
+            return FrameKind::Unknown;
+        }
+        if STD_CRATES.iter().any(|p| f.starts_with(p)) {
+            return FrameKind::Std;
+        }
+        return FrameKind::Dependency;
+    }
+    if file.starts_with("<rustc>/") || STD_PATHS.iter().any(|p| file.contains(p)) {
+        return FrameKind::Std;
+    }
+    if DEP_PATHS.iter().any(|p| file.contains(p)) {
+        return FrameKind::Dependency;
+    }
+    if !file.ends_with(".rs") {
+        // C, C++ or assembly: libc's thread start, a -sys crate's library.
+        return FrameKind::Dependency;
+    }
+    FrameKind::Own
+}
+
+/// Whether a site is a frame of the program's own code under the default
+/// rules (for how reports show it, see `crate::site_label`).
+pub(crate) fn is_own(frame: &Frame) -> bool {
+    classify(frame, &SiteRules::default()) == FrameKind::Own
+}
+
+/// Index of the site among `frames`: the first own frame; else the first
+/// dependency frame; else the first frame that is not the tracker's; else 0.
+#[cfg(test)]
+pub(crate) fn choose_site(frames: &[Frame], rules: &SiteRules) -> usize {
+    let kinds: Vec<FrameKind> = frames.iter().map(|f| classify(f, rules)).collect();
+    choose_site_kinds(&kinds)
+}
+
+fn choose_site_kinds(kinds: &[FrameKind]) -> usize {
+    let first = |k: FrameKind| kinds.iter().position(|&x| x == k);
+    first(FrameKind::Own).or_else(|| first(FrameKind::Dependency)).or_else(|| first(FrameKind::Std)).unwrap_or(0)
+}
+
+/// The name given to a frame nothing could be resolved for.
+pub(crate) const UNKNOWN: &str = "<unknown>";
+
+/// Addresses with their frames kept, per generation (see [`cache`]): a few
+/// thousand cover a service's allocation stacks; the bound is for a
+/// program whose stacks never repeat.
+const IP_CACHE_ENTRIES: usize = 8192;
+/// Chosen tracebacks kept per generation.
+const STACK_CACHE_ENTRIES: usize = 8192;
+
+static IPS: Lazy<Mutex<GenCache<usize, Arc<[Frame]>>>> = Lazy::new(|| Mutex::new(GenCache::new(IP_CACHE_ENTRIES)));
+static STACKS: Lazy<Mutex<GenCache<StackId, Arc<[Frame]>>>> =
+    Lazy::new(|| Mutex::new(GenCache::new(STACK_CACHE_ENTRIES)));
+
+/// Whether addresses are resolved in this process (`Config::symbolize`).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns symbolization in the process on or off (at `start()`); the caches
+/// are emptied when it changes, as their frames were made the other way.
+pub(crate) fn set_enabled(on: bool) {
+    if ENABLED.swap(on, Relaxed) != on {
+        let _ignore = crate::hot::control::ignore();
+        IPS.lock().clear();
+        STACKS.lock().clear();
+    }
+}
+
+/// The debug info opened during the batches in progress, by module index
+/// (`None`: the object cannot be read).
+struct Loader {
+    batches: usize,
+    objects: HashMap<u32, Option<elf::DebugObject>>,
+}
+
+static LOADER: Lazy<Mutex<Loader>> = Lazy::new(|| Mutex::new(Loader { batches: 0, objects: HashMap::new() }));
+
+/// A batch of lookups (a snapshot's stacks): the debug info opened during
+/// it is kept until the last batch in progress ends, then dropped (maps
+/// unmapped, parsed units freed). A lookup outside any batch is a batch of
+/// its own.
+pub(crate) struct Batch(());
+
+impl Batch {
+    pub(crate) fn begin() -> Batch {
+        let _ignore = crate::hot::control::ignore();
+        LOADER.lock().batches += 1;
+        Batch(())
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // Freed untraced, as it was allocated (see `crate::hand_over`).
+        let _ignore = crate::hot::control::ignore();
+        let released = {
+            let mut l = LOADER.lock();
+            l.batches -= 1;
+            if l.batches == 0 {
+                std::mem::take(&mut l.objects)
+            } else {
+                HashMap::new()
+            }
+        };
+        if !released.is_empty() {
+            drop(released);
+            give_back_freed_memory();
+        }
+    }
+}
+
+/// The parsed units were many small blocks, now free: glibc keeps freed
+/// heap memory for reuse, so without a trim the RSS they took would stay
+/// (about 11 MiB on the benchmark's binary). `malloc_trim` returns the free
+/// pages to the kernel; with another allocator under leaktrace it frees
+/// nothing of its and costs a walk of glibc's (then empty) arenas.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `malloc_trim` has no preconditions; it only returns free
+        // memory of glibc's arenas to the kernel.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+}
+
+/// Whether some debug info is open now (for tests of the release).
+#[cfg(test)]
+fn debug_info_open() -> usize {
+    LOADER.lock().objects.len()
+}
+
+/// The frames of one return address, innermost inlined frame first.
+pub(crate) fn resolve_ip(ip: usize) -> Arc<[Frame]> {
+    let _ignore = crate::hot::control::ignore();
+    if let Some(f) = IPS.lock().get(&ip) {
+        return f;
+    }
+    // Resolve without the cache lock held: opening an object's debug info
+    // takes milliseconds.
+    let frames: Arc<[Frame]> = {
+        let _batch = Batch::begin();
+        lookup(ip).into()
+    };
+    IPS.lock().insert(ip, frames.clone());
+    frames
+}
+
+fn lookup(ip: usize) -> Vec<Frame> {
+    let Some((index, module)) = modules::find(ip as u64) else {
+        return vec![Frame::new(UNKNOWN, "", 0)];
+    };
+    let offset = (ip as u64).wrapping_sub(module.bias);
+    if !ENABLED.load(Relaxed) {
+        return vec![placeholder(index, module.name(), offset)];
+    }
+    let mut loader = LOADER.lock();
+    let object = loader.objects.entry(index).or_insert_with(|| {
+        elf::DebugObject::open(std::path::Path::new(&module.path), &module.build_id, &[])
+            .map_err(|e| log::debug!("leaktrace: {e}"))
+            .ok()
+    });
+    let raw = match object {
+        // The call instruction, not the one after it.
+        Some(o) => o.frames(offset.saturating_sub(1)),
+        None => Vec::new(),
+    };
+    frames_of(raw, index, module.name(), offset)
+}
+
+/// A frame known only by its object and offset.
+fn placeholder(module: u32, name: &str, offset: u64) -> Frame {
+    Frame { function: format!("{name}+{offset:#x}"), module: Some(module), offset: Some(offset), ..Frame::default() }
+}
+
+/// Whether `frame` is known only by its object and offset (no symbol).
+fn is_placeholder(frame: &Frame) -> bool {
+    match frame.offset {
+        Some(off) if frame.file.is_empty() => frame.function.ends_with(&format!("+{off:#x}")),
+        _ => false,
+    }
+}
+
+/// Turns what the debug info says into frames: portable paths, and an
+/// object and offset on frames without a file.
+fn frames_of(raw: Vec<elf::RawFrame>, module: u32, name: &str, offset: u64) -> Vec<Frame> {
+    let mut out: Vec<Frame> = raw
+        .into_iter()
+        .map(|r| {
+            let (file, path_abs) = match r.file {
+                Some(abs) => {
+                    let p = paths::portable(&abs, r.comp_dir.as_deref());
+                    if p == abs {
+                        (p, String::new())
+                    } else {
+                        (p, abs)
+                    }
+                }
+                None => (String::new(), String::new()),
+            };
+            let mut f = Frame {
+                function: r.function.unwrap_or_default(),
+                file,
+                line: if path_abs.is_empty() && r.line == 0 { 0 } else { r.line },
+                path_abs,
+                ..Frame::default()
+            };
+            if f.file.is_empty() {
+                if f.function.is_empty() {
+                    f = placeholder(module, name, offset);
+                } else {
+                    f.module = Some(module);
+                    f.offset = Some(offset);
+                }
+            }
+            f
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(placeholder(module, name, offset));
+    }
+    out
+}
+
+/// Whether `frame` might be the program's own code, were it resolved: no
+/// file, and no symbol or a Rust one outside std (a C symbol is C).
+fn maybe_own(frame: &Frame, rules: &SiteRules) -> bool {
+    frame.is_unresolved()
+        && (is_placeholder(frame) || (frame.function.contains("::") && classify(frame, rules) == FrameKind::Dependency))
+}
+
+/// From all the frames of a stack, its traceback: from the site outward,
+/// at most `nframes` long. When no frame is the program's own and some
+/// frame without debug info might be, the site cannot be told yet: all
+/// frames are kept, for `alloc-probe symbolize`.
+pub(crate) fn site_traceback(mut all: Vec<Frame>, rules: &SiteRules, nframes: usize) -> Vec<Frame> {
+    if all.is_empty() {
+        return vec![Frame::new(UNKNOWN, "", 0)];
+    }
+    let kinds: Vec<FrameKind> = all.iter().map(|f| classify(f, rules)).collect();
+    if !kinds.contains(&FrameKind::Own) && all.iter().any(|f| maybe_own(f, rules)) {
+        return all;
+    }
+    let site = choose_site_kinds(&kinds);
+    all.drain(..site);
+    all.truncate(nframes.max(1));
+    all
+}
+
+/// Whether a traceback was kept whole, its site not chosen (see
+/// [`site_traceback`]).
+pub(crate) fn needs_site(frames: &[Frame], rules: &SiteRules) -> bool {
+    let first = match frames.first() {
+        Some(f) => f,
+        None => return false,
+    };
+    matches!(classify(first, rules), FrameKind::Tracker | FrameKind::Unknown) || maybe_own(first, rules)
+}
+
+/// The traceback of a stack, from its site outward, at most `nframes` long.
+pub(crate) fn resolve_stack(id: StackId, ips: &[usize], rules: &SiteRules, nframes: usize) -> Arc<[Frame]> {
+    let _ignore = crate::hot::control::ignore();
+    if let Some(f) = STACKS.lock().get(&id) {
+        return f;
+    }
+    let tb: Arc<[Frame]> = {
+        let _batch = Batch::begin();
+        let mut all = Vec::new();
+        for &ip in ips {
+            all.extend(resolve_ip(ip).iter().cloned());
+        }
+        site_traceback(all, rules, nframes).into()
+    };
+    STACKS.lock().insert(id, tb.clone());
+    tb
+}
+
+/// Forgets the per-stack choices (the rules or the frame count changed).
+pub(crate) fn forget_sites() {
+    let _ignore = crate::hot::control::ignore();
+    STACKS.lock().clear();
+}
+
+/// Frames cached, addresses and stacks.
+#[cfg(test)]
+pub(crate) fn cached_entries() -> (usize, usize) {
+    let _ignore = crate::hot::control::ignore();
+    (IPS.lock().len(), STACKS.lock().len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fr(function: &str, file: &str) -> Frame {
+        Frame::new(function, file, 1)
+    }
+
+    #[test]
+    fn skips_tracker_shim_std_and_deps() {
+        let rules = SiteRules::default();
+        let frames = vec![
+            fr("leaktrace::hot::on_alloc", &format!("{OWN_SRC}hot/mod.rs")),
+            fr(
+                "<leaktrace::TrackingAllocator<A> as core::alloc::global::GlobalAlloc>::alloc",
+                &format!("{OWN_SRC}hot/alloc.rs"),
+            ),
+            fr("__rustc::__rust_alloc", "/home/me/app/src/main.rs"),
+            fr("alloc::raw_vec::finish_grow", "/rustc/abc/library/alloc/src/raw_vec.rs"),
+            fr("hashbrown::raw::RawTable<T,A>::reserve_rehash", "/rust/deps/hashbrown-0.15.2/src/raw/mod.rs"),
+            fr("tokio::runtime::task::spawn", "/root/.cargo/registry/src/index.crates.io-1/tokio-1.0/src/x.rs"),
+            fr("app::cache::insert", "/home/me/app/src/cache.rs"),
+            fr("app::main", "/home/me/app/src/main.rs"),
+        ];
+        assert_eq!(choose_site(&frames, &rules), 6);
+        assert_eq!(classify(&frames[5], &rules), FrameKind::Dependency);
+        assert_eq!(classify(&frames[4], &rules), FrameKind::Std);
+        assert_eq!(classify(&frames[2], &rules), FrameKind::Tracker);
+    }
+
+    #[inline(never)]
+    fn here() -> usize {
+        // A return address inside this function: the call below returns here.
+        std::hint::black_box(super::modules::hex(&[1]));
+        here as fn() -> usize as usize + 1
+    }
+
+    #[test]
+    fn resolves_this_file_portable_and_releases_the_debug_info() {
+        let frames = resolve_ip(here());
+        let f = frames.iter().find(|f| f.function.ends_with("tests::here")).unwrap_or_else(|| panic!("{frames:?}"));
+        assert_eq!(f.file, "src/symbolize/mod.rs", "{f:?}");
+        assert_eq!(f.path_abs, concat!(env!("CARGO_MANIFEST_DIR"), "/src/symbolize/mod.rs"));
+        assert!(f.line > 0 && f.module.is_none() && f.offset.is_none(), "{f:?}");
+        assert_eq!(debug_info_open(), 0, "released after its batch");
+        assert!(cached_entries().0 >= 1);
+        // Turned off: an object and offset, no file.
+        set_enabled(false);
+        let off = resolve_ip(here() + 2);
+        set_enabled(true);
+        assert!(off[0].is_unresolved() && is_placeholder(&off[0]), "{off:?}");
+        assert_eq!(classify(&off[0], &SiteRules::default()), FrameKind::Unknown);
+    }
+
+    #[test]
+    fn c_frames_and_relative_paths() {
+        let rules = SiteRules::default();
+        assert_eq!(classify(&fr("start_thread", "./nptl/pthread_create.c"), &rules), FrameKind::Dependency);
+    }
+
+    #[test]
+    fn falls_back_to_dependency_then_std() {
+        let rules = SiteRules::default();
+        let frames = vec![
+            fr("alloc::raw_vec::finish_grow", "/rustc/abc/library/alloc/src/raw_vec.rs"),
+            fr("tokio::spawn", "/root/.cargo/registry/src/x/tokio-1.0/src/lib.rs"),
+        ];
+        assert_eq!(choose_site(&frames, &rules), 1);
+        assert_eq!(choose_site(&frames[..1], &rules), 0);
+    }
+
+    #[test]
+    fn rules_can_count_a_dependency_or_skip_own_frames() {
+        let rules = SiteRules::default().count("*/tokio-*").ignore("app::util::*");
+        let frames = vec![
+            fr("app::util::grow", "/home/me/app/src/util.rs"),
+            fr("tokio::spawn", "/root/.cargo/registry/src/x/tokio-1.0/src/lib.rs"),
+            fr("app::main", "/home/me/app/src/main.rs"),
+        ];
+        assert_eq!(choose_site(&frames, &rules), 1);
+    }
+}
