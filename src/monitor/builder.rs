@@ -204,6 +204,7 @@ fn warm_symbols(shared: Arc<Shared>) {
             // allocator, `alloc` and `std`, whose line tables every
             // report needs.
             let known = crate::hot::control::stack_count().min(WARM_STACKS) as StackId;
+            let _batch = crate::symbolize::Batch::begin();
             for id in 0..known {
                 if shared.stopping() {
                     break;

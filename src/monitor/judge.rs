@@ -229,6 +229,8 @@ impl Worker {
         candidates.sort_by_key(|c| std::cmp::Reverse(net(&c.trend)));
         candidates.truncate(MAX_RESOLVE_PER_TICK);
         let mut groups: HashMap<SiteKey, Group> = HashMap::new();
+        // One batch: the debug info is opened once for all the candidates.
+        let _batch = (!candidates.is_empty()).then(crate::symbolize::Batch::begin);
         for c in &candidates {
             if self.shared.stopping() {
                 return;

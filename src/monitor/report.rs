@@ -102,6 +102,8 @@ impl Worker {
         let (first, last) = (self.window.front()?, self.window.back()?);
         // Resolve stack by stack, checking for a stop in between: a stop
         // waits for one stack at most, and `build` then hits the caches.
+        // One batch: the debug info is opened once for the whole report.
+        let _batch = crate::symbolize::Batch::begin();
         for &(id, _, _) in first.raw.stacks.iter().chain(&last.raw.stacks) {
             if self.shared.stopping() {
                 return None;

@@ -444,7 +444,16 @@ mod tests {
         assert_eq!(f.file, "src/symbolize/mod.rs", "{f:?}");
         assert_eq!(f.path_abs, concat!(env!("CARGO_MANIFEST_DIR"), "/src/symbolize/mod.rs"));
         assert!(f.line > 0 && f.module.is_none() && f.offset.is_none(), "{f:?}");
-        assert_eq!(debug_info_open(), 0, "released after its batch");
+        // Released after its batch (other tests of this binary may hold
+        // a batch of their own for a moment: wait for them).
+        let released = (0..500).any(|_| {
+            let open = debug_info_open() == 0;
+            if !open {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            open
+        });
+        assert!(released, "debug info released after its batch");
         assert!(cached_entries().0 >= 1);
         // Turned off: an object and offset, no file.
         set_enabled(false);
