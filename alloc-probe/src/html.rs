@@ -299,8 +299,9 @@ pub fn page(snaps: &mut [Snapshot], top: usize, title: Option<&str>) -> anyhow::
         suspects_table(&mut out, &shown);
         let _ = writeln!(
             out,
-            "<p class=\"summary\">steady: grew in most intervals (a leak's shape); step: a one-time load; \
-             churn: up and down; flat; shrinking. {} sites in all.</p>",
+            "<p class=\"summary\">steady: a significant upward trend still there at the end (a leak's shape); \
+             plateau: grew, then stopped (a cache that filled); step: a one-time load; churn: up and down; flat; \
+             shrinking. {} sites in all.</p>",
             trend.sites.len()
         );
     }
