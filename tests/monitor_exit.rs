@@ -3,9 +3,9 @@
 //! monitor never dropped), and dropping the monitor. The exit status is the
 //! program's own.
 
-mod common;
 #[path = "monitor_support/child.rs"]
 mod child;
+mod common;
 mod monitor_support;
 
 use child::{leaking_monitor, names_the_leak, reports, run_child, scenario};

@@ -3,9 +3,9 @@
 //! and the program is unaffected: it keeps running and exits 0, its exit
 //! report failing quietly too.
 
-mod common;
 #[path = "monitor_support/child.rs"]
 mod child;
+mod common;
 mod monitor_support;
 
 use child::{kill, leaking_monitor, run_child, scenario};

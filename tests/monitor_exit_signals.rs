@@ -4,9 +4,9 @@
 //! going on after SIGUSR2 (the on-demand report), or going on after SIGTERM
 //! when it installed its own handler first.
 
-mod common;
 #[path = "monitor_support/child.rs"]
 mod child;
+mod common;
 mod monitor_support;
 
 use child::{kill, leaking_monitor, names_the_leak, reports, run_child, scenario, Ended};

@@ -185,8 +185,8 @@ impl MonitorBuilder {
     /// (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGILL, SIGFPE). Once no
     /// monitor wants the signal any more, its default action is back.
     pub fn report_on_signal(mut self, signal: i32) -> Self {
-        let forbidden = [libc::SIGTERM, libc::SIGINT] .contains(&signal)
-            || signal_hook::consts::FORBIDDEN.contains(&signal);
+        let forbidden =
+            [libc::SIGTERM, libc::SIGINT].contains(&signal) || signal_hook::consts::FORBIDDEN.contains(&signal);
         if !forbidden && !self.report_signals.contains(&signal) {
             self.report_signals.push(signal);
         }
@@ -426,7 +426,10 @@ impl Monitor {
             if self.shared.wait_finished(deadline) {
                 let _ = thread.join();
             } else {
-                log::warn!("leaktrace: the monitor's final report took longer than {:?}; not waiting for it", self.shared.final_wait);
+                log::warn!(
+                    "leaktrace: the monitor's final report took longer than {:?}; not waiting for it",
+                    self.shared.final_wait
+                );
             }
         }
     }

@@ -332,8 +332,9 @@ impl Worker {
     /// Serves the request `reason` (ticket `ticket`): writes its report,
     /// unless it is a final one and one was written.
     pub(super) fn serve(&mut self, reason: ReportReason, ticket: u64) {
-        let skip = reason.is_final() && !self.shared.final_report;
-        if !skip && !(reason.is_final() && self.final_written) {
+        // A final report is written once, and only by a monitor that writes them.
+        let skip = reason.is_final() && (!self.shared.final_report || self.final_written);
+        if !skip {
             self.final_written |= reason.is_final();
             self.asked_report(reason, None);
         }

@@ -235,7 +235,7 @@ impl Worker {
         let min_growth = self.settings.min_growth_bytes;
         let mean_bytes = self.window.back().and_then(|e| e.sample_mean);
         let net = |t: &SeriesTrend| t.last.saturating_sub(t.first);
-        let mut candidates = self.candidates(&times, mean_bytes.is_some());
+        let mut candidates = self.candidates(times, mean_bytes.is_some());
         // Several stacks may share a site; only their sum can reach the
         // minimum, so symbols are read only when it might.
         if candidates.iter().map(|c| net(&c.trend)).sum::<u64>() < min_growth.max(1) {

@@ -78,10 +78,10 @@ mod tests;
 mod worker;
 
 pub use builder::{Monitor, MonitorBuilder};
+pub use exit::ReportReason;
 pub use findings::{
     ClearedFinding, ClearedKind, Finding, LeakFinding, LeakSuspect, MonitorStats, RssFinding, TasksFinding,
 };
-pub use exit::ReportReason;
 pub use oom::MemoryLimitInfo;
 pub use report::{MonitorReport, MonitorReportInfo, WindowSample};
 

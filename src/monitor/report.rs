@@ -5,8 +5,8 @@
 
 use super::exit::ReportReason;
 use super::findings::{Bytes, ClearedFinding, LeakSuspect};
-use super::oom::MemoryLimitInfo;
 use super::judge::site_key;
+use super::oom::MemoryLimitInfo;
 use super::worker::{Entry, Worker};
 use crate::diff::GroupBy;
 use crate::tasks::TaskCount;

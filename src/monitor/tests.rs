@@ -211,7 +211,8 @@ fn churn_and_steps_are_never_findings() {
 #[test]
 fn a_load_that_ended_is_not_reported_as_continuing() {
     let dir = scratch("unit3");
-    let mut w = Worker::new(settings(&dir, 30, 10, 1000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
+    let mut w =
+        Worker::new(settings(&dir, 30, 10, 1000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
     // Grows 1000 B a tick for 16 ticks, then flat for 40.
     let mut out = Vec::new();
     for i in 0..56u64 {
@@ -228,7 +229,8 @@ fn a_load_that_ended_is_not_reported_as_continuing() {
 #[test]
 fn a_cache_that_fills_clears_as_a_plateau_and_a_freed_load_as_shrank_back() {
     let dir = scratch("unit4");
-    let mut w = Worker::new(settings(&dir, 30, 10, 10_000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
+    let mut w =
+        Worker::new(settings(&dir, 30, 10, 10_000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
     // Fills towards 1 MB, each tick a tenth of what is left.
     let mut size = 0f64;
     let mut kinds = Vec::new();
@@ -237,7 +239,8 @@ fn a_cache_that_fills_clears_as_a_plateau_and_a_freed_load_as_shrank_back() {
         kinds.extend(cleared(&feed(&mut w, &[(A, size as u64)])).iter().map(|c| c.kind));
     }
     assert_eq!(kinds, vec![ClearedKind::Plateau]);
-    let mut w = Worker::new(settings(&dir, 30, 10, 10_000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
+    let mut w =
+        Worker::new(settings(&dir, 30, 10, 10_000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
     let mut kinds = Vec::new();
     for i in 0..60u64 {
         let size = if i < 20 { 50_000 * i } else { 10_000 };
@@ -257,7 +260,11 @@ fn sampled(samples: u64) -> (u64, u64) {
 #[test]
 fn a_sampled_leak_is_named_and_a_sampled_load_cleared() {
     let dir = scratch("unit5");
-    let mut w = Worker::new(settings(&dir, 30, 10, 1 << 20), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
+    let mut w = Worker::new(
+        settings(&dir, 30, 10, 1 << 20),
+        Vec::new(),
+        Shared::new(false, Vec::new(), Duration::from_secs(1)),
+    );
     let mean = Some(512 * 1024);
     // One sample every third tick (a rise in a third of the intervals:
     // never steady by the share of intervals), for 20 ticks, then none.
@@ -281,7 +288,11 @@ fn a_sampled_leak_is_named_and_a_sampled_load_cleared() {
 #[test]
 fn sampled_noise_is_never_a_finding() {
     let dir = scratch("unit6");
-    let mut w = Worker::new(settings(&dir, 30, 10, 1 << 20), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
+    let mut w = Worker::new(
+        settings(&dir, 30, 10, 1 << 20),
+        Vec::new(),
+        Shared::new(false, Vec::new(), Duration::from_secs(1)),
+    );
     let mean = Some(512 * 1024);
     for i in 0..80u64 {
         // A churned buffer caught live at one tick in five; a pool whose
