@@ -324,7 +324,10 @@ fn warm_symbols(shared: Arc<Shared>) {
 /// Dropping it (or [`Monitor::stop`]) wakes the thread and joins it: it
 /// returns at once when the thread is asleep, and otherwise as soon as the
 /// snapshot in progress is done (the judging and symbolizing steps check
-/// for a stop between stacks). Tracing stays on.
+/// for a stop between stacks). Tracing stays on. With
+/// [`final_report`](MonitorBuilder::final_report) on, it returns at once
+/// and the thread writes the final report on its own; the process's exit
+/// waits for it (at most [`final_report_wait`](MonitorBuilder::final_report_wait)).
 pub struct Monitor {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -408,7 +411,6 @@ impl Monitor {
 
     fn shutdown(&mut self) {
         let _ignore = crate::hot::control::ignore();
-        super::exit::unregister(&self.shared);
         {
             let _guard = self.shared.lock.lock();
             self.shared.stop.store(true, Relaxed);
@@ -416,20 +418,12 @@ impl Monitor {
         }
         if let Some(thread) = self.thread.take() {
             // A callback that drops the monitor runs on its thread: joining
-            // itself would never return.
-            if thread.thread().id() == std::thread::current().id() {
-                return;
-            }
-            // The final report is bounded like one at exit: past the wait
-            // the thread is left to finish it on its own.
-            let deadline = std::time::Instant::now() + self.shared.final_wait;
-            if self.shared.wait_finished(deadline) {
+            // itself would never return. A monitor that writes a final
+            // report is left to write it: the exit hook waits for it (it
+            // stays registered until its thread returns), so that dropping
+            // returns at once, as it always has.
+            if thread.thread().id() != std::thread::current().id() && !self.shared.final_report {
                 let _ = thread.join();
-            } else {
-                log::warn!(
-                    "leaktrace: the monitor's final report took longer than {:?}; not waiting for it",
-                    self.shared.final_wait
-                );
             }
         }
     }

@@ -173,17 +173,6 @@ impl Shared {
         true
     }
 
-    /// Waits until the worker has returned, or `deadline`; `false` on the deadline.
-    pub(super) fn wait_finished(&self, deadline: Instant) -> bool {
-        let mut r = self.lock.lock();
-        while !r.finished {
-            if self.served.wait_until(&mut r, deadline).timed_out() {
-                return r.finished;
-            }
-        }
-        true
-    }
-
     /// The worker has served every request up to `ticket`.
     pub(super) fn served_up_to(&self, ticket: u64) {
         let mut r = self.lock.lock();
@@ -238,7 +227,7 @@ pub(super) fn register(shared: &Arc<Shared>) {
     listen(&signals);
 }
 
-/// Forgets `shared` (its monitor stopped).
+/// Forgets `shared` (its thread returned).
 pub(super) fn unregister(shared: &Arc<Shared>) {
     MONITORS.lock().retain(|m| !Arc::ptr_eq(m, shared));
 }
@@ -349,6 +338,7 @@ impl Worker {
             self.asked_report(ReportReason::Exit, None);
         }
         self.shared.finished();
+        unregister(&self.shared);
     }
 
     /// Waits as [`Shared::wait_until`], serving requests meanwhile; `false` on a stop.

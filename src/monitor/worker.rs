@@ -142,6 +142,7 @@ impl Worker {
             let _ignore = crate::hot::control::ignore();
             log::error!("leaktrace: the monitor's final report panicked");
             self.shared.finished();
+            super::exit::unregister(&self.shared);
         }
     }
 
