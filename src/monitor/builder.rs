@@ -30,6 +30,11 @@ pub struct MonitorBuilder {
     callbacks: Vec<Callback>,
     config: Option<Config>,
     warm_symbols: bool,
+    final_report: Option<bool>,
+    report_signals: Vec<i32>,
+    final_report_wait: Duration,
+    oom_report_share: f64,
+    memory_limit_bytes: Option<u64>,
 }
 
 impl std::fmt::Debug for MonitorBuilder {
@@ -45,6 +50,11 @@ impl std::fmt::Debug for MonitorBuilder {
             .field("rss_growth_warning", &self.rss_growth_warning)
             .field("live_tasks_warning", &self.live_tasks_warning)
             .field("callbacks", &self.callbacks.len())
+            .field("final_report", &self.final_report)
+            .field("report_signals", &self.report_signals)
+            .field("final_report_wait", &self.final_report_wait)
+            .field("oom_report_share", &self.oom_report_share)
+            .field("memory_limit_bytes", &self.memory_limit_bytes)
             .finish()
     }
 }
@@ -145,6 +155,78 @@ impl MonitorBuilder {
         self
     }
 
+    /// Whether the program's end leaves a *final report* (default: on when
+    /// [`report_dir`](Self::report_dir) is set, off otherwise): when the
+    /// monitor is dropped or stopped, at `std::process::exit` (an `atexit`
+    /// hook), and on SIGTERM or SIGINT. The report compares the window's
+    /// first snapshot with one taken then, the sites judged to leak so far
+    /// first, and its `monitor.reason` says what ended the program. A
+    /// monitor writes one final report at most.
+    ///
+    /// On a signal the report is written on the monitor's thread (never in
+    /// the handler), then the signal's default action goes on (the process
+    /// is killed by it) if the disposition was the default when the monitor
+    /// started. A handler the program installed before (with `sigaction` or
+    /// signal-hook) runs as before, and the process is not killed by the
+    /// monitor. Install your own handling before the monitor: one installed
+    /// later through signal-hook (tokio's `signal` too) runs, but the
+    /// monitor then still carries out the default action after its report.
+    /// An ignored signal stays ignored.
+    pub fn final_report(mut self, on: bool) -> Self {
+        self.final_report = Some(on);
+        self
+    }
+
+    /// A report on demand whenever the process gets `signal` (e.g.
+    /// `libc::SIGUSR2`): written as the final report is, with the signal's
+    /// name as its reason (`"sigusr2"`); the program then goes on. Off by
+    /// default. SIGTERM and SIGINT belong to [`final_report`](Self::final_report)
+    /// and are ignored here, as are the signals that cannot be handled
+    /// (SIGKILL, SIGSTOP, SIGSEGV, SIGBUS, SIGILL, SIGFPE). Once no
+    /// monitor wants the signal any more, its default action is back.
+    pub fn report_on_signal(mut self, signal: i32) -> Self {
+        let forbidden =
+            [libc::SIGTERM, libc::SIGINT].contains(&signal) || signal_hook::consts::FORBIDDEN.contains(&signal);
+        if !forbidden && !self.report_signals.contains(&signal) {
+            self.report_signals.push(signal);
+        }
+        self
+    }
+
+    /// [`report_on_signal`](Self::report_on_signal)`(libc::SIGUSR2)`, or
+    /// no longer, with `false`.
+    pub fn report_on_sigusr2(mut self, on: bool) -> Self {
+        self.report_signals.retain(|&s| s != libc::SIGUSR2);
+        if on {
+            self = self.report_on_signal(libc::SIGUSR2);
+        }
+        self
+    }
+
+    /// How long an exit or a signal waits for its report (default 5 s):
+    /// past that, the program's end goes on without it.
+    pub fn final_report_wait(mut self, wait: Duration) -> Self {
+        self.final_report_wait = wait;
+        self
+    }
+
+    /// Writes a *pre-OOM report* when RSS passes this share of the memory
+    /// limit (default 0.9; 0 or less turns it off): the cgroup's
+    /// `memory.max` (v2) or `memory.limit_in_bytes` (v1), or VMS against a
+    /// soft `RLIMIT_AS`. One report per crossing; it is re-armed once RSS
+    /// falls back below. RSS is read every 100 ms, between ticks too.
+    pub fn oom_report_share(mut self, share: f64) -> Self {
+        self.oom_report_share = if share.is_finite() { share.min(1.0) } else { 0.0 };
+        self
+    }
+
+    /// The memory limit to compare RSS with, instead of the one detected
+    /// (see [`oom_report_share`](Self::oom_report_share)).
+    pub fn memory_limit_bytes(mut self, bytes: u64) -> Self {
+        self.memory_limit_bytes = Some(bytes);
+        self
+    }
+
     /// Starts tracing if it is off, then the monitor's thread.
     ///
     /// # Panics
@@ -176,8 +258,11 @@ impl MonitorBuilder {
             rereport_factor: self.rereport_factor,
             rss_growth_warning: (self.rss_growth_warning > 1.0).then_some(self.rss_growth_warning),
             live_tasks_warning: (self.live_tasks_warning > 0).then_some(self.live_tasks_warning),
+            oom_report_share: (self.oom_report_share > 0.0).then_some(self.oom_report_share),
+            memory_limit_bytes: self.memory_limit_bytes,
         };
-        let shared = Shared::new();
+        let final_report = self.final_report.unwrap_or(self.report_dir.is_some());
+        let shared = Shared::new(final_report, self.report_signals.clone(), self.final_report_wait);
         if self.warm_symbols {
             warm_symbols(shared.clone());
         } else {
@@ -185,6 +270,7 @@ impl MonitorBuilder {
         }
         let worker = Worker::new(settings, self.callbacks, shared.clone());
         let thread = std::thread::Builder::new().name("leaktrace-monitor".into()).spawn(move || worker.run())?;
+        super::exit::register(&shared);
         Ok(Monitor { shared, thread: Some(thread), report_dir })
     }
 }
@@ -239,7 +325,10 @@ fn warm_symbols(shared: Arc<Shared>) {
 /// Dropping it (or [`Monitor::stop`]) wakes the thread and joins it: it
 /// returns at once when the thread is asleep, and otherwise as soon as the
 /// snapshot in progress is done (the judging and symbolizing steps check
-/// for a stop between stacks). Tracing stays on.
+/// for a stop between stacks). Tracing stays on. With
+/// [`final_report`](MonitorBuilder::final_report) on, it returns at once
+/// and the thread writes the final report on its own; the process's exit
+/// waits for it (at most [`final_report_wait`](MonitorBuilder::final_report_wait)).
 pub struct Monitor {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -271,6 +360,10 @@ impl Monitor {
     pub const DEFAULT_RSS_GROWTH_WARNING: f64 = 1.5;
     /// Default live-task count above which the monitor warns.
     pub const DEFAULT_LIVE_TASKS_WARNING: u64 = 1000;
+    /// Default time an exit or a signal waits for its report.
+    pub const DEFAULT_FINAL_REPORT_WAIT: Duration = Duration::from_secs(5);
+    /// Default share of the memory limit at which a pre-OOM report is written.
+    pub const DEFAULT_OOM_REPORT_SHARE: f64 = 0.9;
 
     /// A builder with the defaults: a 10 s interval, a 30-snapshot window,
     /// reports in `$TMPDIR/leaktrace`.
@@ -288,6 +381,11 @@ impl Monitor {
             callbacks: Vec::new(),
             config: None,
             warm_symbols: true,
+            final_report: None,
+            report_signals: Vec::new(),
+            final_report_wait: Monitor::DEFAULT_FINAL_REPORT_WAIT,
+            oom_report_share: Monitor::DEFAULT_OOM_REPORT_SHARE,
+            memory_limit_bytes: None,
         }
     }
 
@@ -321,8 +419,11 @@ impl Monitor {
         }
         if let Some(thread) = self.thread.take() {
             // A callback that drops the monitor runs on its thread: joining
-            // itself would never return.
-            if thread.thread().id() != std::thread::current().id() {
+            // itself would never return. A monitor that writes a final
+            // report is left to write it: the exit hook waits for it (it
+            // stays registered until its thread returns), so that dropping
+            // returns at once, as it always has.
+            if thread.thread().id() != std::thread::current().id() && !self.shared.final_report {
                 let _ = thread.join();
             }
         }

@@ -23,8 +23,11 @@ pub struct MonitorStats {
     pub window_bytes: usize,
     /// Sites the monitor remembers having reported.
     pub remembered_sites: usize,
-    /// Reports written.
+    /// Reports written (leak, final, on-demand and pre-OOM reports).
     pub reports_written: u64,
+    /// Reports that could not be written (only the first of a run of
+    /// failures is logged).
+    pub report_errors: u64,
     /// Leak findings (first reports and re-reports).
     pub leak_findings: u64,
     /// Reported sites that then stopped growing (see [`ClearedFinding`]).
@@ -297,7 +300,7 @@ impl std::fmt::Display for Finding {
 }
 
 /// Formats a byte count with a binary unit.
-pub(super) struct Bytes(f64);
+pub(super) struct Bytes(pub(super) f64);
 
 impl std::fmt::Display for Bytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

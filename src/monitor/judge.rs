@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 use super::clearing::{Phase, SiteState};
+use super::exit::ReportReason;
 use super::findings::{Finding, LeakFinding, LeakSuspect};
 use super::worker::Worker;
 use crate::hot::control::StackId;
@@ -208,19 +209,33 @@ impl Worker {
         growing_recently(times, &sizes).then_some((t, sizes))
     }
 
+    /// Seconds since the window's first snapshot, per snapshot.
+    pub(super) fn window_times(&self) -> Vec<f64> {
+        let t0 = self.window.front().map_or(0.0, |e| e.raw.monotonic_seconds);
+        self.window.iter().map(|e| e.raw.monotonic_seconds - t0).collect()
+    }
+
     pub(super) fn check_leaks(&mut self, findings: &mut Vec<Finding>) {
-        let n = self.window.len();
-        if n < self.settings.min_window {
+        if self.window.len() < self.settings.min_window {
             return;
         }
-        let t0 = self.window[0].raw.monotonic_seconds;
-        let times: Vec<f64> = self.window.iter().map(|e| e.raw.monotonic_seconds - t0).collect();
+        let times = self.window_times();
+        self.follow_sites();
+        let Some(mut suspects) = self.judge_sites(&times) else {
+            return;
+        };
+        self.check_suspects(&mut suspects, &times, findings);
+    }
+
+    /// The sites of the window judged to leak now, unranked; reads no
+    /// state but the window. `None` when stopped first.
+    fn judge_sites(&self, times: &[f64]) -> Option<Vec<Suspect>> {
+        let n = self.window.len();
         let window_seconds = times.last().copied().unwrap_or(0.0);
         let min_growth = self.settings.min_growth_bytes;
         let mean_bytes = self.window.back().and_then(|e| e.sample_mean);
         let net = |t: &SeriesTrend| t.last.saturating_sub(t.first);
-        self.follow_sites();
-        let mut candidates = self.candidates(&times, mean_bytes.is_some());
+        let mut candidates = self.candidates(times, mean_bytes.is_some());
         // Several stacks may share a site; only their sum can reach the
         // minimum, so symbols are read only when it might.
         if candidates.iter().map(|c| net(&c.trend)).sum::<u64>() < min_growth.max(1) {
@@ -232,8 +247,8 @@ impl Worker {
         // One batch: the debug info is opened once for all the candidates.
         let _batch = (!candidates.is_empty()).then(crate::symbolize::Batch::begin);
         for c in &candidates {
-            if self.shared.stopping() {
-                return;
+            if self.cancelled() {
+                return None;
             }
             let tb = crate::snapshot::traceback_of_stack(c.id);
             let context = crate::snapshot::context_of_stack(c.id);
@@ -266,7 +281,7 @@ impl Worker {
         for (_, g) in groups {
             let (location, traceback, blocks, ids) = (g.location.clone(), g.traceback.clone(), g.blocks, g.ids.clone());
             let context = g.context.clone();
-            let Some((t, sizes)) = self.judge_group(g, &times, mean_bytes) else {
+            let Some((t, sizes)) = self.judge_group(g, times, mean_bytes) else {
                 continue;
             };
             let stacks = ids.len();
@@ -297,10 +312,49 @@ impl Worker {
                 withdrawn: false,
             });
         }
+        Some(suspects)
+    }
+
+    /// The sites judged to leak now, the likeliest first, for a report
+    /// asked for (exit, signal, pre-OOM): `fresh` marks those not reported
+    /// before. Changes nothing the judging remembers.
+    pub(super) fn suspects_now(&self, times: &[f64]) -> Vec<LeakSuspect> {
+        let Some(mut suspects) = self.judge_sites(times) else {
+            return Vec::new();
+        };
+        suspects.retain_mut(|s| {
+            let key = site_key(&s.suspect.location, s.suspect.context.as_deref());
+            match self.sites.get(&key).map(|st| (st.phase, st.rose_since_cleared())) {
+                Some((Phase::Cleared(_), false)) => false,
+                Some((Phase::Reported, _)) => true,
+                _ => {
+                    s.suspect.fresh = true;
+                    true
+                }
+            }
+        });
+        suspects.sort_by(|a, b| {
+            rank_key_cmp(&a.trend, &b.trend).then_with(|| {
+                site_key(&a.suspect.location, a.suspect.context.as_deref())
+                    .cmp(&site_key(&b.suspect.location, b.suspect.context.as_deref()))
+            })
+        });
+        suspects
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut s)| {
+                s.suspect.rank = i + 1;
+                s.suspect
+            })
+            .collect()
+    }
+
+    /// Clears, re-reports and reports the suspects of a tick.
+    fn check_suspects(&mut self, suspects: &mut Vec<Suspect>, times: &[f64], findings: &mut Vec<Finding>) {
         // Clearing first: a site cleared now is no suspect, though the
         // latest third of the window may still hold some of its growth.
         self.clear_sites(findings);
-        self.choose_fresh(&mut suspects);
+        self.choose_fresh(suspects);
         suspects.retain(|s| !s.withdrawn);
         // The report's subject first, each part as `alloc-probe trend` ranks.
         suspects.sort_by(|a, b| {
@@ -310,7 +364,7 @@ impl Worker {
             })
         });
         let mut fresh: Vec<(usize, bool)> = Vec::new();
-        let suspects: Vec<LeakSuspect> = suspects
+        let suspects: Vec<LeakSuspect> = std::mem::take(suspects)
             .into_iter()
             .enumerate()
             .map(|(i, mut s)| {
@@ -325,8 +379,8 @@ impl Worker {
         if fresh.is_empty() {
             return;
         }
-        let report = self.write_report(&suspects, &times);
-        if self.shared.stopping() && report.is_none() {
+        let report = self.write_report(&suspects, times, ReportReason::Leak, None);
+        if self.cancelled() && report.is_none() {
             return;
         }
         if report.is_some() {
@@ -337,13 +391,7 @@ impl Worker {
                 st.last_report = report.clone();
             }
         }
-        let mut stats = self.shared.stats.lock();
-        stats.leak_findings += fresh.len() as u64;
-        if report.is_some() {
-            stats.reports_written += 1;
-            stats.last_report = report.clone();
-        }
-        drop(stats);
+        self.shared.stats.lock().leak_findings += fresh.len() as u64;
         for (i, repeat) in fresh {
             let finding = Finding::Leak(LeakFinding { suspect: suspects[i].clone(), report: report.clone(), repeat });
             log::warn!("{finding}");

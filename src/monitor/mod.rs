@@ -43,28 +43,46 @@
 //! uptime; sites are remembered while reported and for a window after they
 //! are cleared. The monitor's own allocations are not traced.
 //!
+//! Some reports are asked for rather than found (`exit.rs`, `oom.rs`): a
+//! *final* report when the program exits (the monitor dropped or stopped,
+//! `std::process::exit`, SIGTERM, SIGINT), one on demand on an opt-in signal
+//! (SIGUSR2), and a *pre-OOM* report when RSS nears the memory limit of the
+//! process's cgroup (or `RLIMIT_AS`). Each is a normal report whose
+//! `monitor.reason` says why it was written. Signal handlers never do the
+//! work: a signal-hook thread hears the signal, asks the monitor's thread for
+//! the report, waits for it (bounded), and then lets the signal's default
+//! action go on. An `atexit` hook does the same for `exit`.
+//!
 //! Files: `builder.rs` (settings, handle), `findings.rs` (public types),
 //! `worker.rs` (schedule, snapshot, RSS and task checks), `judge.rs` (leak
 //! judging), `clearing.rs` (following and clearing reported sites),
-//! `report.rs` (report writing).
+//! `report.rs` (report writing), `exit.rs` (final and on-demand reports:
+//! requests, signals, `atexit`), `oom.rs` (memory limits, pre-OOM reports),
+//! `sys.rs` (the few libc calls, the only `unsafe`).
 //!
 //! [`analyze_series`]: crate::analyze_series
 
-#![forbid(unsafe_code)]
+// Each file but `sys.rs` forbids `unsafe` itself.
+#![deny(unsafe_code)]
 
 mod builder;
 mod clearing;
+mod exit;
 mod findings;
 mod judge;
+mod oom;
 mod report;
+mod sys;
 #[cfg(test)]
 mod tests;
 mod worker;
 
 pub use builder::{Monitor, MonitorBuilder};
+pub use exit::ReportReason;
 pub use findings::{
     ClearedFinding, ClearedKind, Finding, LeakFinding, LeakSuspect, MonitorStats, RssFinding, TasksFinding,
 };
+pub use oom::MemoryLimitInfo;
 pub use report::{MonitorReport, MonitorReportInfo, WindowSample};
 
 use parking_lot::{Condvar, Mutex};
@@ -87,6 +105,11 @@ pub(super) struct Settings {
     pub(super) rereport_factor: f64,
     pub(super) rss_growth_warning: Option<f64>,
     pub(super) live_tasks_warning: Option<u64>,
+    /// A pre-OOM report when RSS (or VMS, for `RLIMIT_AS`) passes this
+    /// share of the memory limit; `None`: off.
+    pub(super) oom_report_share: Option<f64>,
+    /// The limit to compare with, when set by the program (else detected).
+    pub(super) memory_limit_bytes: Option<u64>,
 }
 
 /// What the monitor's thread and its handle share.
@@ -96,20 +119,56 @@ pub(super) struct Shared {
     /// Set once the binary's debug info is loaded (or will not be loaded
     /// ahead): the RSS baseline is taken after that.
     pub(super) symbols_ready: AtomicBool,
-    /// Guards the sleep, so a stop between the check and the wait is not lost.
-    pub(super) lock: Mutex<()>,
+    /// Requests for reports, and the worker's progress on them; guards the
+    /// sleep, so a stop or request between the check and the wait is not lost.
+    pub(super) lock: Mutex<Requests>,
+    /// Wakes the worker: a stop or a request.
     pub(super) wake: Condvar,
+    /// Wakes those waiting for a requested report.
+    pub(super) served: Condvar,
     pub(super) stats: Mutex<MonitorStats>,
+    /// Whether exits and SIGTERM/SIGINT get a final report.
+    pub(super) final_report: bool,
+    /// Signals that ask for a report on demand (SIGUSR2).
+    pub(super) report_signals: Vec<i32>,
+    /// How long an exit or signal waits for its report.
+    pub(super) final_wait: Duration,
+}
+
+/// Report requests (see `exit.rs`), under [`Shared::lock`].
+#[derive(Debug, Default)]
+pub(super) struct Requests {
+    /// The report asked for and not yet begun (the most urgent of those asked).
+    pub(super) pending: Option<exit::ReportReason>,
+    /// Requests made so far; a request's ticket is the count after it.
+    pub(super) requested: u64,
+    /// Requests served (written, failed or skipped) so far.
+    pub(super) done: u64,
+    /// The worker has returned: nothing more will be served.
+    pub(super) finished: bool,
+    /// The monitor's thread, so that an exit on it does not wait for itself.
+    pub(super) thread: Option<std::thread::ThreadId>,
+}
+
+/// Why the worker's wait ended.
+pub(super) enum Woke {
+    Deadline,
+    Stop,
+    Request(exit::ReportReason, u64),
 }
 
 impl Shared {
-    pub(super) fn new() -> Arc<Shared> {
+    pub(super) fn new(final_report: bool, report_signals: Vec<i32>, final_wait: Duration) -> Arc<Shared> {
         Arc::new(Shared {
             stop: AtomicBool::new(false),
             symbols_ready: AtomicBool::new(false),
-            lock: Mutex::new(()),
+            lock: Mutex::new(Requests::default()),
             wake: Condvar::new(),
+            served: Condvar::new(),
             stats: Mutex::new(MonitorStats::default()),
+            final_report,
+            report_signals,
+            final_wait,
         })
     }
 
@@ -117,14 +176,24 @@ impl Shared {
         self.stop.load(Relaxed)
     }
 
-    /// Sleeps until `deadline` or a stop; `false` on a stop.
-    pub(super) fn sleep_until(&self, deadline: Instant) -> bool {
+    /// Sleeps until `deadline`, a stop or a request (taken: the caller
+    /// serves it, then calls [`served_up_to`](Self::served_up_to)).
+    pub(super) fn wait_until(&self, deadline: Instant) -> Woke {
         let mut guard = self.lock.lock();
-        while !self.stopping() {
+        loop {
+            if let Some(reason) = guard.pending.take() {
+                return Woke::Request(reason, guard.requested);
+            }
+            if self.stopping() {
+                return Woke::Stop;
+            }
             if self.wake.wait_until(&mut guard, deadline).timed_out() {
-                return !self.stopping();
+                return match guard.pending.take() {
+                    Some(reason) => Woke::Request(reason, guard.requested),
+                    None if self.stopping() => Woke::Stop,
+                    None => Woke::Deadline,
+                };
             }
         }
-        false
     }
 }

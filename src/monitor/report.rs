@@ -3,8 +3,10 @@
 
 #![forbid(unsafe_code)]
 
-use super::findings::{ClearedFinding, LeakSuspect};
+use super::exit::ReportReason;
+use super::findings::{Bytes, ClearedFinding, LeakSuspect};
 use super::judge::site_key;
+use super::oom::MemoryLimitInfo;
 use super::worker::{Entry, Worker};
 use crate::diff::GroupBy;
 use crate::tasks::TaskCount;
@@ -58,6 +60,13 @@ pub struct MonitorReportInfo {
     /// report: the monitor withdraws those reports.
     #[serde(default)]
     pub cleared: Vec<ClearedFinding>,
+    /// Why it was written: `"leak"` (a finding), `"exit"`, `"sigterm"`,
+    /// `"sigint"`, `"sigusr2"` (on demand) or `"pre-oom"`.
+    #[serde(default)]
+    pub reason: ReportReason,
+    /// For a pre-OOM report: the limit, and how near it the process was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<MemoryLimitInfo>,
 }
 
 /// A report written by the monitor: a `leaktrace.diff.v1` diff (readable by
@@ -97,15 +106,22 @@ impl Worker {
         snap
     }
 
-    /// Writes the report; `None` when stopped first or when it cannot be written.
-    pub(super) fn write_report(&mut self, suspects: &[LeakSuspect], times: &[f64]) -> Option<PathBuf> {
+    /// Writes the report; `None` when stopped first or when it cannot be
+    /// written (logged once, until a report is written again).
+    pub(super) fn write_report(
+        &mut self,
+        suspects: &[LeakSuspect],
+        times: &[f64],
+        reason: ReportReason,
+        memory_limit: Option<MemoryLimitInfo>,
+    ) -> Option<PathBuf> {
         let (first, last) = (self.window.front()?, self.window.back()?);
         // Resolve stack by stack, checking for a stop in between: a stop
         // waits for one stack at most, and `build` then hits the caches.
         // One batch: the debug info is opened once for the whole report.
         let _batch = crate::symbolize::Batch::begin();
         for &(id, _, _) in first.raw.stacks.iter().chain(&last.raw.stacks) {
-            if self.shared.stopping() {
+            if self.cancelled() {
                 return None;
             }
             crate::snapshot::traceback_of_stack(id);
@@ -139,6 +155,8 @@ impl Worker {
                 suspects: suspects.to_vec(),
                 samples,
                 cleared: self.pending_cleared.clone(),
+                reason,
+                memory_limit,
             },
         };
         let seq = REPORT_SEQ.fetch_add(1, Relaxed) + 1;
@@ -147,19 +165,83 @@ impl Worker {
             .take(19)
             .filter(|c| c.is_ascii_digit() || *c == 'T')
             .collect();
-        let name = format!("leak-{}-{stamp}Z-{:03}.json", std::process::id(), seq);
+        let name = format!("{reason}-{}-{stamp}Z-{:03}.json", std::process::id(), seq);
         let dir = &self.settings.report_dir;
         let path = dir.join(name);
         let written = std::fs::create_dir_all(dir)
             .map_err(|io| crate::Error::Io { path: dir.clone(), io })
             .and_then(|()| crate::write_atomic(&path, report.to_json().as_bytes()));
         match written {
-            Ok(()) => Some(path),
+            Ok(()) => {
+                if std::mem::take(&mut self.report_failing) {
+                    log::warn!("leaktrace: reports are written again, to {}", dir.display());
+                }
+                let mut stats = self.shared.stats.lock();
+                stats.reports_written += 1;
+                stats.last_report = Some(path.clone());
+                Some(path)
+            }
             Err(e) => {
-                log::error!("leaktrace: cannot write the leak report: {e}");
+                // A full disk or a read-only directory fails at every
+                // report: said once, not at every tick.
+                if !std::mem::replace(&mut self.report_failing, true) {
+                    log::error!(
+                        "leaktrace: cannot write the {reason} report: {e}; the monitor goes on, and says nothing more of failed reports until one is written"
+                    );
+                }
+                self.shared.stats.lock().report_errors += 1;
                 None
             }
         }
+    }
+
+    /// A report asked for (exit, signal, pre-OOM): a snapshot of now joins
+    /// the window, and the report compares it with the window's first, the
+    /// sites judged to leak so far first. Logged once. A final report on
+    /// exit needs two snapshots before it: a program that ran for less than
+    /// two intervals has no trend to tell.
+    pub(super) fn asked_report(&mut self, reason: ReportReason, memory_limit: Option<MemoryLimitInfo>) {
+        let _ignore = crate::hot::control::ignore();
+        if reason == ReportReason::Exit && self.window.len() < 2 {
+            return;
+        }
+        self.serving = true;
+        let entry = self.take_entry();
+        self.push_entry(entry);
+        let times = self.window_times();
+        let suspects = self.suspects_now(&times);
+        let path = self.write_report(&suspects, &times, reason, memory_limit.clone());
+        self.serving = false;
+        let (Some(first), Some(last)) = (self.window.front(), self.window.back()) else {
+            return;
+        };
+        let mut text = match &memory_limit {
+            Some(m) => format!(
+                "leaktrace: pre-OOM: {} is {} ({:.0}% of the memory limit {}, {}; report above {:.0}%)",
+                m.measure,
+                Bytes(m.used_bytes as f64),
+                m.used_bytes as f64 * 100.0 / m.limit_bytes.max(1) as f64,
+                Bytes(m.limit_bytes as f64),
+                m.source,
+                m.share * 100.0
+            ),
+            None => format!("leaktrace: {reason} report"),
+        };
+        text.push_str(&format!(
+            "; traced heap {} live ({:+} in {:.1} s)",
+            Bytes(last.raw.current as f64),
+            Bytes(last.raw.current as f64 - first.raw.current as f64),
+            times.last().copied().unwrap_or(0.0)
+        ));
+        match suspects.first() {
+            Some(s) => text.push_str(&format!("; {} growing, first {s}", suspects.len())),
+            None => text.push_str("; no site grows steadily"),
+        }
+        match &path {
+            Some(p) => text.push_str(&format!("; report: {}", p.display())),
+            None => text.push_str("; no report written"),
+        }
+        log::warn!("{text}");
     }
 }
 

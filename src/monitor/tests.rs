@@ -30,11 +30,13 @@ fn settings(dir: &Path, window: usize, min_window: usize, min_growth_bytes: u64)
         rereport_factor: 2.0,
         rss_growth_warning: None,
         live_tasks_warning: None,
+        oom_report_share: None,
+        memory_limit_bytes: None,
     }
 }
 
 fn worker(dir: &Path) -> Worker {
-    Worker::new(settings(dir, 8, 5, 1000), Vec::new(), Shared::new())
+    Worker::new(settings(dir, 8, 5, 1000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)))
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -94,7 +96,7 @@ fn a_leak_that_grows_in_bursts_under_churn_is_reported() {
     let dir = scratch("bursty");
     let mut s = settings(&dir, 30, 10, 1000);
     s.min_grew_fraction = super::Monitor::DEFAULT_MIN_GREW_FRACTION;
-    let mut w = Worker::new(s, Vec::new(), Shared::new());
+    let mut w = Worker::new(s, Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     let mut named_at = None;
     for i in 0..40u64 {
@@ -209,7 +211,8 @@ fn churn_and_steps_are_never_findings() {
 #[test]
 fn a_load_that_ended_is_not_reported_as_continuing() {
     let dir = scratch("unit3");
-    let mut w = Worker::new(settings(&dir, 30, 10, 1000), Vec::new(), Shared::new());
+    let mut w =
+        Worker::new(settings(&dir, 30, 10, 1000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
     // Grows 1000 B a tick for 16 ticks, then flat for 40.
     let mut out = Vec::new();
     for i in 0..56u64 {
@@ -226,7 +229,8 @@ fn a_load_that_ended_is_not_reported_as_continuing() {
 #[test]
 fn a_cache_that_fills_clears_as_a_plateau_and_a_freed_load_as_shrank_back() {
     let dir = scratch("unit4");
-    let mut w = Worker::new(settings(&dir, 30, 10, 10_000), Vec::new(), Shared::new());
+    let mut w =
+        Worker::new(settings(&dir, 30, 10, 10_000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
     // Fills towards 1 MB, each tick a tenth of what is left.
     let mut size = 0f64;
     let mut kinds = Vec::new();
@@ -235,7 +239,8 @@ fn a_cache_that_fills_clears_as_a_plateau_and_a_freed_load_as_shrank_back() {
         kinds.extend(cleared(&feed(&mut w, &[(A, size as u64)])).iter().map(|c| c.kind));
     }
     assert_eq!(kinds, vec![ClearedKind::Plateau]);
-    let mut w = Worker::new(settings(&dir, 30, 10, 10_000), Vec::new(), Shared::new());
+    let mut w =
+        Worker::new(settings(&dir, 30, 10, 10_000), Vec::new(), Shared::new(false, Vec::new(), Duration::from_secs(1)));
     let mut kinds = Vec::new();
     for i in 0..60u64 {
         let size = if i < 20 { 50_000 * i } else { 10_000 };
@@ -255,7 +260,11 @@ fn sampled(samples: u64) -> (u64, u64) {
 #[test]
 fn a_sampled_leak_is_named_and_a_sampled_load_cleared() {
     let dir = scratch("unit5");
-    let mut w = Worker::new(settings(&dir, 30, 10, 1 << 20), Vec::new(), Shared::new());
+    let mut w = Worker::new(
+        settings(&dir, 30, 10, 1 << 20),
+        Vec::new(),
+        Shared::new(false, Vec::new(), Duration::from_secs(1)),
+    );
     let mean = Some(512 * 1024);
     // One sample every third tick (a rise in a third of the intervals:
     // never steady by the share of intervals), for 20 ticks, then none.
@@ -279,7 +288,11 @@ fn a_sampled_leak_is_named_and_a_sampled_load_cleared() {
 #[test]
 fn sampled_noise_is_never_a_finding() {
     let dir = scratch("unit6");
-    let mut w = Worker::new(settings(&dir, 30, 10, 1 << 20), Vec::new(), Shared::new());
+    let mut w = Worker::new(
+        settings(&dir, 30, 10, 1 << 20),
+        Vec::new(),
+        Shared::new(false, Vec::new(), Duration::from_secs(1)),
+    );
     let mean = Some(512 * 1024);
     for i in 0..80u64 {
         // A churned buffer caught live at one tick in five; a pool whose
@@ -291,4 +304,42 @@ fn sampled_noise_is_never_a_finding() {
         assert!(f.is_empty(), "tick {i}: {f:?}");
     }
     assert!(!dir.exists(), "no report directory created");
+}
+
+#[test]
+fn leak_reports_say_why_and_a_failing_dir_is_counted_not_fatal() {
+    let dir = scratch("reason");
+    let mut w = worker(&dir);
+    let mut path = None;
+    for i in 0..8 {
+        for f in leaks(&feed(&mut w, &[(A, 1000 * i)])) {
+            path = path.or(f.report.clone());
+        }
+    }
+    let path = path.expect("a leak report");
+    assert!(path.file_name().unwrap().to_string_lossy().starts_with("leak-"), "{}", path.display());
+    let report = MonitorReport::read_json(&path).unwrap();
+    assert_eq!(report.monitor.reason, super::ReportReason::Leak);
+    assert!(report.monitor.memory_limit.is_none());
+    assert!(std::fs::read_to_string(&path).unwrap().contains("\"reason\": \"leak\""));
+
+    // A report dir under a regular file cannot be created: each failed
+    // write is counted, and the worker goes on.
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let mut w = Worker::new(
+        settings(&file.join("reports"), 8, 5, 1000),
+        Vec::new(),
+        Shared::new(false, Vec::new(), Duration::from_secs(1)),
+    );
+    let mut findings = 0;
+    for i in 0..12 {
+        findings += leaks(&feed(&mut w, &[(A, 1000 * i * i)])).len();
+    }
+    assert!(findings >= 2, "{findings} findings");
+    let stats = w.shared.stats.lock().clone();
+    assert_eq!(stats.reports_written, 0);
+    assert_eq!(stats.report_errors as usize, findings);
+    assert!(w.report_failing);
+    std::fs::remove_dir_all(&dir).ok();
 }

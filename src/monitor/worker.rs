@@ -6,6 +6,7 @@
 use super::clearing::SiteState;
 use super::findings::{ClearedFinding, Finding, RssFinding, TasksFinding};
 use super::judge::SiteKey;
+use super::oom::{OomWatch, OOM_POLL};
 use super::{Callback, Settings, Shared};
 use crate::hot::control::StackId;
 use crate::snapshot::RawSnapshot;
@@ -58,6 +59,14 @@ pub(super) struct Worker {
     pub(super) tasks_warned: Option<u64>,
     /// Sites cleared since the last report, for the next one.
     pub(super) pending_cleared: Vec<ClearedFinding>,
+    /// The final report (exit, SIGTERM, SIGINT) is written or was tried.
+    pub(super) final_written: bool,
+    /// Serving a report asked for: a stop does not cut it short.
+    pub(super) serving: bool,
+    /// The last report could not be written: the next failure is not logged.
+    pub(super) report_failing: bool,
+    /// The memory limits watched for pre-OOM reports.
+    pub(super) oom: Option<OomWatch>,
 }
 
 impl Worker {
@@ -74,33 +83,66 @@ impl Worker {
             first_traced: None,
             tasks_warned: None,
             pending_cleared: Vec::new(),
+            final_written: false,
+            serving: false,
+            report_failing: false,
+            oom: None,
         }
     }
 
+    /// Whether a stop cuts the work in progress short (not a report asked for).
+    pub(super) fn cancelled(&self) -> bool {
+        self.shared.stopping() && !self.serving
+    }
+
     pub(super) fn run(mut self) {
+        {
+            let _ignore = crate::hot::control::ignore();
+            self.shared.lock.lock().thread = Some(std::thread::current().id());
+            self.oom = OomWatch::new(&self.settings);
+        }
         let start = Instant::now();
         let interval_ns = self.settings.interval.as_nanos().max(1);
         let mut slot: u128 = 0;
+        let mut next_tick = start;
         while !self.shared.stopping() {
-            let began = Instant::now();
-            let findings = match catch_unwind(AssertUnwindSafe(|| self.tick())) {
-                Ok(f) => f,
-                Err(_) => {
-                    let _ignore = crate::hot::control::ignore();
-                    log::error!("leaktrace: the monitor's snapshot panicked; it goes on at the next interval");
-                    Vec::new()
-                }
+            if Instant::now() >= next_tick {
+                let began = Instant::now();
+                let findings = match catch_unwind(AssertUnwindSafe(|| self.tick())) {
+                    Ok(f) => f,
+                    Err(_) => {
+                        let _ignore = crate::hot::control::ignore();
+                        log::error!("leaktrace: the monitor's snapshot panicked; it goes on at the next interval");
+                        Vec::new()
+                    }
+                };
+                self.update_stats(began.elapsed());
+                self.dispatch(&findings);
+                drop(findings);
+                // Fixed rate: the next slot of the schedule that is still ahead.
+                let elapsed = start.elapsed().as_nanos();
+                slot = (slot + 1).max(elapsed / interval_ns + 1);
+                next_tick = start + Duration::from_nanos((slot * interval_ns).min(u64::MAX as u128) as u64);
+            }
+            // Between ticks, RSS is polled against the memory limit: a
+            // leak can go from 90% to the OOM killer within one interval.
+            if catch_unwind(AssertUnwindSafe(|| self.check_memory_limit())).is_err() {
+                let _ignore = crate::hot::control::ignore();
+                log::error!("leaktrace: the monitor's memory-limit check panicked");
+            }
+            let wake_at = match &self.oom {
+                Some(_) => next_tick.min(Instant::now() + OOM_POLL),
+                None => next_tick,
             };
-            self.update_stats(began.elapsed());
-            self.dispatch(&findings);
-            drop(findings);
-            // Fixed rate: the next slot of the schedule that is still ahead.
-            let elapsed = start.elapsed().as_nanos();
-            slot = (slot + 1).max(elapsed / interval_ns + 1);
-            let at = start + Duration::from_nanos((slot * interval_ns).min(u64::MAX as u128) as u64);
-            if !self.shared.sleep_until(at) {
+            if !self.wait_serving(wake_at) {
                 break;
             }
+        }
+        if catch_unwind(AssertUnwindSafe(|| self.finish())).is_err() {
+            let _ignore = crate::hot::control::ignore();
+            log::error!("leaktrace: the monitor's final report panicked");
+            self.shared.finished();
+            super::exit::unregister(&self.shared);
         }
     }
 
@@ -131,6 +173,12 @@ impl Worker {
 
     pub(super) fn tick(&mut self) -> Vec<Finding> {
         let _ignore = crate::hot::control::ignore();
+        let entry = self.take_entry();
+        self.judge(entry)
+    }
+
+    /// A snapshot of now, for the window.
+    pub(super) fn take_entry(&self) -> Entry {
         let mut raw = crate::snapshot::collect();
         // Each tick is a birth epoch: a snapshot taken later tells blocks
         // born tick by tick (a leak) from blocks born at one time (a load).
@@ -139,7 +187,7 @@ impl Worker {
         raw.stacks.shrink_to_fit();
         let mut tasks = crate::tasks::task_counts();
         tasks.shrink_to_fit();
-        let entry = Entry {
+        Entry {
             tick: self.tick,
             raw,
             process: crate::process_memory(),
@@ -149,18 +197,22 @@ impl Worker {
                 crate::Mode::Sampled { mean_bytes } => Some(mean_bytes.max(1) as u64),
                 crate::Mode::Full => None,
             },
-        };
-        self.judge(entry)
+        }
     }
 
-    /// Adds a snapshot to the window and runs the checks on it.
-    pub(super) fn judge(&mut self, entry: Entry) -> Vec<Finding> {
+    /// Adds a snapshot to the window.
+    pub(super) fn push_entry(&mut self, entry: Entry) {
         self.tick += 1;
         if self.window.len() == self.settings.window {
             self.window.pop_front();
         }
         self.first_traced.get_or_insert(entry.raw.current);
         self.window.push_back(entry);
+    }
+
+    /// Adds a snapshot to the window and runs the checks on it.
+    pub(super) fn judge(&mut self, entry: Entry) -> Vec<Finding> {
+        self.push_entry(entry);
         let mut findings = Vec::new();
         self.check_rss(&mut findings);
         self.check_tasks(&mut findings);
