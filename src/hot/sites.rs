@@ -22,12 +22,37 @@ use std::hash::{BuildHasher, Hasher};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
-/// An interned stack's id. Ids fit in 24 bits (see [`pack`]).
+/// An interned stack's id. Ids fit in 24 bits (see [`pack`]); the top two
+/// are [`OVERFLOW_STACK`] and [`UNKNOWN_STACK`].
 pub(crate) type StackId = u32;
 
-/// The id recorded when a stack could not be interned (table full or out of
-/// memory); it resolves to no frames.
+/// The id recorded when a stack could not be interned (out of memory for
+/// the table); it resolves to no frames.
 pub(crate) const UNKNOWN_STACK: StackId = (1 << 24) - 1;
+
+/// The id of every stack past the table's cap ([`MAX_STACKS`]): one visible
+/// stack that snapshots show as `[other stacks]`, with its own live blocks
+/// and allocation totals, so a program allocating from millions of distinct
+/// stacks keeps a bounded table and loses no bytes. It has no frames.
+pub(crate) const OVERFLOW_STACK: StackId = UNKNOWN_STACK - 1;
+
+/// The default cap on distinct stacks: 65,536. A stack costs its frames
+/// (8 bytes each, 64 at the default depth), a 48-byte slot and two index
+/// words at most: about 0.6 KiB, so the table stays under 40 MiB at the
+/// default depth (typically 20 MiB: stacks are 20-40 frames deep).
+pub(crate) const DEFAULT_MAX_STACKS: u32 = 1 << 16;
+
+/// The cap on distinct stacks (see [`set_max_stacks`]); stacks past it are
+/// recorded under [`OVERFLOW_STACK`].
+pub(crate) static MAX_STACKS: AtomicU32 = AtomicU32::new(DEFAULT_MAX_STACKS);
+
+/// Sets the cap on distinct stacks, clamped to `1..=OVERFLOW_STACK`. Stacks
+/// already interned stay; a lower cap only stops new ones. For
+/// `Config::max_stacks`, to be called by `start()` (not wired yet).
+#[allow(dead_code)]
+pub(crate) fn set_max_stacks(n: usize) {
+    MAX_STACKS.store(n.clamp(1, OVERFLOW_STACK as usize) as u32, Relaxed);
+}
 
 /// Bytes the stack table has allocated (entries, index, segments).
 pub(crate) static STACK_TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
@@ -105,6 +130,9 @@ pub(crate) struct StackTable {
     /// index's size.
     index: AtomicPtr<Index>,
     insert_lock: Mutex<()>,
+    /// Allocation totals of [`OVERFLOW_STACK`] (it has no slot).
+    overflow_bytes: AtomicU64,
+    overflow_units: AtomicU64,
 }
 
 // SAFETY: all shared state is atomics or behind `insert_lock`; the raw
@@ -119,6 +147,8 @@ impl StackTable {
             len: AtomicU32::new(0),
             index: AtomicPtr::new(ptr::null_mut()),
             insert_lock: Mutex::new(()),
+            overflow_bytes: AtomicU64::new(0),
+            overflow_units: AtomicU64::new(0),
         }
     }
 
@@ -159,7 +189,11 @@ impl StackTable {
     /// stack `id`'s totals.
     #[inline]
     pub(crate) fn count_alloc(&self, id: StackId, bytes: u64, units: u64) {
-        if id >= UNKNOWN_STACK {
+        if id >= OVERFLOW_STACK {
+            if id == OVERFLOW_STACK {
+                self.overflow_bytes.fetch_add(bytes, Relaxed);
+                self.overflow_units.fetch_add(units, Relaxed);
+            }
             return;
         }
         if let Some(slot) = self.slot(id) {
@@ -170,6 +204,10 @@ impl StackTable {
 
     /// Stack `id`'s allocation totals: `(bytes, blocks)`.
     pub(crate) fn alloc_totals(&self, id: StackId) -> (u64, u64) {
+        if id == OVERFLOW_STACK {
+            let units = self.overflow_units.load(Relaxed);
+            return (self.overflow_bytes.load(Relaxed), (units + COUNT_UNIT / 2) / COUNT_UNIT);
+        }
         if id >= self.len.load(Acquire) {
             return (0, 0);
         }
@@ -187,6 +225,8 @@ impl StackTable {
                 slot.alloc_units.store(0, Relaxed);
             }
         }
+        self.overflow_bytes.store(0, Relaxed);
+        self.overflow_units.store(0, Relaxed);
     }
 
     /// The return addresses of stack `id` (empty for unknown ids).
@@ -234,28 +274,35 @@ impl StackTable {
         }
     }
 
-    /// The id of this stack under `context`, interning it when new. `None`
-    /// when the table is full or memory for it cannot be had. Must run with
-    /// `BUSY` set.
+    /// The id of this stack under `context`, interning it when new;
+    /// [`OVERFLOW_STACK`] when the table holds [`MAX_STACKS`] stacks already.
+    /// `None` when memory for it cannot be had. Must run with `BUSY` set.
     #[inline]
     pub(crate) fn intern(&self, ips: &[usize], context: u32) -> Option<StackId> {
         let hash = hash_stack(ips, context);
         if let Some(id) = self.lookup(ips, context, hash) {
             return Some(id);
         }
-        self.insert_slow(ips, context, hash)
+        self.insert_slow(ips, context, hash, MAX_STACKS.load(Relaxed))
+    }
+
+    /// [`Self::intern`] with a cap of `cap` stacks instead of [`MAX_STACKS`].
+    #[cfg(test)]
+    fn intern_capped(&self, ips: &[usize], context: u32, cap: u32) -> Option<StackId> {
+        let hash = hash_stack(ips, context);
+        self.lookup(ips, context, hash).or_else(|| self.insert_slow(ips, context, hash, cap))
     }
 
     #[cold]
     #[inline(never)]
-    fn insert_slow(&self, ips: &[usize], context: u32, hash: u64) -> Option<StackId> {
+    fn insert_slow(&self, ips: &[usize], context: u32, hash: u64, cap: u32) -> Option<StackId> {
         let _lock = self.insert_lock.lock();
         if let Some(id) = self.lookup(ips, context, hash) {
             return Some(id);
         }
         let id = self.len.load(Relaxed);
-        if id >= UNKNOWN_STACK {
-            return None;
+        if id >= cap.min(OVERFLOW_STACK) {
+            return Some(OVERFLOW_STACK);
         }
         self.ensure_index(id as usize + 1)?;
         let (k, _) = Self::locate(id);
@@ -617,5 +664,28 @@ mod tests {
         TABLE.count_alloc(other, 1024, COUNT_UNIT * 3);
         assert_eq!(TABLE.alloc_totals(other), (1024, 3));
         assert_eq!(TABLE.get(UNKNOWN_STACK), &[] as &[usize]);
+    }
+
+    #[test]
+    fn stacks_past_the_cap_share_the_overflow_stack() {
+        static TABLE: StackTable = StackTable::new();
+        let cap = 100u32;
+        let mut ids = Vec::new();
+        for i in 0..cap as usize {
+            ids.push(TABLE.intern_capped(&[i, 7], 0, cap).unwrap());
+        }
+        assert!(ids.iter().all(|&id| id < cap));
+        let over = TABLE.intern_capped(&[5000, 7], 0, cap);
+        let known = TABLE.intern_capped(&[3, 7], 0, cap);
+        assert_eq!(over, Some(OVERFLOW_STACK));
+        assert_eq!(known, Some(ids[3]), "stacks interned before the cap keep their ids");
+        assert_eq!(TABLE.len(), cap as usize);
+        TABLE.count_alloc(OVERFLOW_STACK, 64, COUNT_UNIT);
+        TABLE.count_alloc(OVERFLOW_STACK, 36, COUNT_UNIT);
+        assert_eq!(TABLE.alloc_totals(OVERFLOW_STACK), (100, 2));
+        assert_eq!(TABLE.get(OVERFLOW_STACK), &[] as &[usize]);
+        assert_eq!(TABLE.context(OVERFLOW_STACK), 0);
+        TABLE.reset_alloc_totals();
+        assert_eq!(TABLE.alloc_totals(OVERFLOW_STACK), (0, 0));
     }
 }
