@@ -165,8 +165,22 @@ impl<A: GlobalAlloc> TrackingAllocator<A> {
             on_realloc_unsampled(layout.size(), p, new_size);
             return p;
         }
-        let moving = on_realloc_begin(ptr, layout.size(), state);
         // SAFETY: as above.
+        unsafe { self.realloc_moving(ptr, layout, new_size, state) }
+    }
+
+    /// `realloc` of a block that may have a record to move: kept out of
+    /// [`Self::realloc_traced`], so that sampled mode's common case does not
+    /// pay for this path's stack frame (six registers and the `Moving`
+    /// record saved and restored on every realloc, in profiles).
+    ///
+    /// # Safety
+    ///
+    /// As [`Self::realloc_traced`].
+    #[inline(never)]
+    unsafe fn realloc_moving(&self, ptr: *mut u8, layout: Layout, new_size: usize, state: u8) -> *mut u8 {
+        let moving = on_realloc_begin(ptr, layout.size(), state);
+        // SAFETY: forwarded unchanged (this function's duty).
         let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
         on_realloc_end(moving, ptr, layout.size(), p, new_size);
         p

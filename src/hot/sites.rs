@@ -37,7 +37,7 @@ pub(crate) const UNKNOWN_STACK: StackId = (1 << 24) - 1;
 pub(crate) const OVERFLOW_STACK: StackId = UNKNOWN_STACK - 1;
 
 /// The default cap on distinct stacks: 65,536. A stack costs its frames
-/// (8 bytes each, 64 at the default depth), a 48-byte slot and two index
+/// (8 bytes each, 64 at the default depth), 40 bytes of slot and totals and two index
 /// words at most: about 0.6 KiB, so the table stays under 40 MiB at the
 /// default depth (typically 20 MiB: stacks are 20-40 frames deep).
 pub(crate) const DEFAULT_MAX_STACKS: u32 = 1 << 16;
@@ -86,8 +86,10 @@ fn hash_stack(ips: &[usize], context: u32) -> u64 {
 // ---------------------------------------------------------------- stacks
 
 /// One interned stack. Written once under the insert lock, before the index
-/// slot that names it is published with `Release`; only the allocation
-/// totals change afterwards (relaxed statistics counters).
+/// slot that names it is published with `Release`, and never again: its
+/// allocation totals live apart, in [`StackTotals`], so that the counters
+/// every recorded block bumps do not keep taking the cache line that
+/// lookups of the same stack read from another core.
 struct StackSlot {
     hash: AtomicU64,
     ips: AtomicPtr<usize>,
@@ -95,6 +97,11 @@ struct StackSlot {
     /// The allocation context the stack was captured under: part of its
     /// identity, so the same code path under two routes is two stacks.
     context: AtomicU32,
+}
+
+/// One stack's allocation totals (relaxed statistics counters), in segments
+/// parallel to the [`StackSlot`] segments.
+struct StackTotals {
     /// Bytes allocated at this stack since `start()` (estimated in sampled mode).
     alloc_bytes: AtomicU64,
     /// Blocks allocated at this stack since `start()`, in units of
@@ -103,7 +110,7 @@ struct StackSlot {
     alloc_units: AtomicU64,
 }
 
-/// Fixed-point unit of [`StackSlot::alloc_units`].
+/// Fixed-point unit of [`StackTotals::alloc_units`].
 pub(crate) const COUNT_UNIT: u64 = 1 << 16;
 
 const FIRST_SEGMENT: usize = 256;
@@ -124,6 +131,8 @@ struct Index {
 
 pub(crate) struct StackTable {
     segments: [AtomicPtr<StackSlot>; SEGMENTS],
+    /// Segment `k` of totals has as many entries as `segments[k]`.
+    totals: [AtomicPtr<StackTotals>; SEGMENTS],
     len: AtomicU32,
     /// The current index. Replaced ones are leaked, never freed, because a
     /// reader may still be probing them; their total is below the final
@@ -144,6 +153,7 @@ impl StackTable {
     pub(crate) const fn new() -> Self {
         StackTable {
             segments: [const { AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
+            totals: [const { AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
             len: AtomicU32::new(0),
             index: AtomicPtr::new(ptr::null_mut()),
             insert_lock: Mutex::new(()),
@@ -177,6 +187,17 @@ impl StackTable {
         Some(unsafe { &*seg.add(off) })
     }
 
+    fn totals(&self, id: StackId) -> Option<&StackTotals> {
+        let (k, off) = Self::locate(id);
+        let seg = self.totals.get(k)?.load(Acquire);
+        if seg.is_null() {
+            return None;
+        }
+        // SAFETY: as in `slot`: totals segment `k` has `FIRST_SEGMENT << k`
+        // entries, `off` is below that, and segments are never freed.
+        Some(unsafe { &*seg.add(off) })
+    }
+
     /// The context stack `id` was captured under (0 for none or unknown ids).
     pub(crate) fn context(&self, id: StackId) -> u32 {
         if id >= self.len.load(Acquire) {
@@ -196,9 +217,9 @@ impl StackTable {
             }
             return;
         }
-        if let Some(slot) = self.slot(id) {
-            slot.alloc_bytes.fetch_add(bytes, Relaxed);
-            slot.alloc_units.fetch_add(units, Relaxed);
+        if let Some(t) = self.totals(id) {
+            t.alloc_bytes.fetch_add(bytes, Relaxed);
+            t.alloc_units.fetch_add(units, Relaxed);
         }
     }
 
@@ -211,7 +232,7 @@ impl StackTable {
         if id >= self.len.load(Acquire) {
             return (0, 0);
         }
-        self.slot(id).map_or((0, 0), |s| {
+        self.totals(id).map_or((0, 0), |s| {
             let units = s.alloc_units.load(Relaxed);
             (s.alloc_bytes.load(Relaxed), (units + COUNT_UNIT / 2) / COUNT_UNIT)
         })
@@ -220,9 +241,9 @@ impl StackTable {
     /// Zeroes every stack's allocation totals (at `start()` and `clear_traces()`).
     pub(crate) fn reset_alloc_totals(&self) {
         for id in 0..self.len.load(Acquire) {
-            if let Some(slot) = self.slot(id) {
-                slot.alloc_bytes.store(0, Relaxed);
-                slot.alloc_units.store(0, Relaxed);
+            if let Some(t) = self.totals(id) {
+                t.alloc_bytes.store(0, Relaxed);
+                t.alloc_units.store(0, Relaxed);
             }
         }
         self.overflow_bytes.store(0, Relaxed);
@@ -309,6 +330,10 @@ impl StackTable {
         if self.segments[k].load(Relaxed).is_null() {
             let seg = alloc_zeroed_slice::<StackSlot>(FIRST_SEGMENT << k)?;
             self.segments[k].store(seg, Release);
+        }
+        if self.totals[k].load(Relaxed).is_null() {
+            let seg = alloc_zeroed_slice::<StackTotals>(FIRST_SEGMENT << k)?;
+            self.totals[k].store(seg, Release);
         }
         let copy = alloc_zeroed_slice::<usize>(ips.len().max(1))?;
         // SAFETY: `copy` has room for `ips.len()` words and does not overlap
