@@ -71,14 +71,29 @@ pub(crate) fn mix(x: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// Hashes a stack: an Fx-style multiply-rotate per frame (one multiply,
-/// cheap enough for 30-odd frames per allocation), then one full mix so
-/// both the index's low bits and the tag's high bits are spread.
+/// Hashes a stack: a folded multiply per pair of frames (wyhash's step:
+/// the two halves of one 64x64->128 product of the pair, each xored with
+/// the running hash or a constant, xored together), so 30-odd frames cost
+/// 15 multiplies in a short dependency chain instead of 30 (an Fx-style
+/// multiply-rotate per frame was 36M of 286M instructions exact mode added,
+/// frame-pointer build, perf-leaktrace --scale 0.02); then one
+/// [`mix`] so both the index's low bits and the tag's high bits are spread.
 #[inline]
 fn hash_stack(ips: &[usize], context: u32) -> u64 {
+    #[inline(always)]
+    fn fold(a: u64, b: u64) -> u64 {
+        let p = a as u128 * b as u128;
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+    const K0: u64 = 0xa076_1d64_78bd_642f;
+    const K1: u64 = 0xe703_7ed1_a0b4_28db;
     let mut h = ips.len() as u64 ^ ((context as u64) << 32);
-    for &ip in ips {
-        h = (h.rotate_left(5) ^ ip as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    let mut pairs = ips.chunks_exact(2);
+    for p in &mut pairs {
+        h = fold(p[0] as u64 ^ h ^ K0, p[1] as u64 ^ K1);
+    }
+    if let [last] = pairs.remainder() {
+        h = fold(*last as u64 ^ h ^ K0, K1);
     }
     mix(h)
 }
