@@ -12,14 +12,14 @@
 //!    Three suites (issue 11): the mixed workload on `--threads` threads, the
 //!    realloc-heavy workload on as many, and the mixed workload on 8 threads
 //!    (same total work), so the 2-core machine runs more threads than cores.
-//! 2b. Runs every configuration of every suite once more under `valgrind
+//! 3. Runs every configuration of every suite once more under `valgrind
 //!    --tool=callgrind` at `--cg-scale` times the scale, counting the
 //!    instructions of the workload's worker threads only
 //!    (`--toggle-collect` on the worker functions): instruction counts do
 //!    not move with the load of a shared machine, so they decide small
 //!    differences; reported as instructions per allocation call added over
 //!    the base, and as a ratio.
-//! 3. Writes `reports/perf.md` (medians, ranges, ratios to the right base,
+//! 4. Writes `reports/perf.md` (medians, ranges, ratios to the right base,
 //!    the targets of issue 5 as pass/fail) and `reports/perf.json` (every
 //!    run), each atomically.
 //!
@@ -751,11 +751,11 @@ fn run(opts: Opts) -> Result<(), String> {
     // peers.
     let t0 = Instant::now();
     for round in 0..opts.runs {
-        for ui in 0..suites.len() {
+        for (ui, suite) in suites.iter().enumerate() {
             let (quick, slow): (Vec<usize>, Vec<usize>) =
                 (0..cells.len()).filter(|&i| cells[i].suite == ui).partition(|&i| !is_slow(all[cells[i].spec].id));
             for i in rotated(&quick, round).chain(rotated(&slow, round)) {
-                let (u, b, s) = (&suites[ui], &builds[cells[i].build], &all[cells[i].spec]);
+                let (u, b, s) = (suite, &builds[cells[i].build], &all[cells[i].spec]);
                 match measure(&bin_path(b, s.bin), s, &u.params, round, opts.timeout) {
                     Ok(r) => {
                         eprintln!(
