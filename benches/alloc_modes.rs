@@ -1,6 +1,8 @@
 //! Micro-benchmarks of `TrackingAllocator` in each mode (issue 5):
 //!
 //! - `pair/{off,sampled,exact}/{16,1024,65536}`: one alloc+free pair;
+//! - `grow/{off,sampled,exact}/65536`: one block grown by realloc from 16 B
+//!   to 64 KiB (1 alloc, 12 reallocs, 1 free);
 //! - `threads/{off,sampled,exact}/{1,2}`: 1 vs 2 threads doing pairs at
 //!   once (time per pair on every thread, so equal times mean no
 //!   contention);
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{pair, pairs_on_threads, SIZES, THREAD_SIZE};
+use common::{pair, pairs_on_threads, realloc_growth, GROW_TO, SIZES, THREAD_SIZE};
 
 #[global_allocator]
 static ALLOC: leaktrace::TrackingAllocator = leaktrace::TrackingAllocator::system();
@@ -92,6 +94,17 @@ fn bench_pairs(c: &mut Criterion) {
     leaktrace::stop();
 }
 
+fn bench_grow(c: &mut Criterion) {
+    let mut g = c.benchmark_group("grow");
+    for mode in MODES {
+        set_mode(mode);
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new(mode, GROW_TO), |b| b.iter(realloc_growth));
+    }
+    g.finish();
+    leaktrace::stop();
+}
+
 fn bench_threads(c: &mut Criterion) {
     let mut g = c.benchmark_group("threads");
     let layout = Layout::from_size_align(THREAD_SIZE, 8).expect("layout");
@@ -143,6 +156,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_pairs, bench_threads, bench_snapshot
+    targets = bench_pairs, bench_grow, bench_threads, bench_snapshot
 }
 criterion_main!(modes);

@@ -1,4 +1,4 @@
-//! The baseline for `alloc_modes`: the same alloc+free pairs and threads on
+//! The baseline for `alloc_modes`: the same alloc+free pairs, realloc growth and threads on
 //! plain `System`, no tracker installed.
 //!
 //! `cargo bench --bench alloc_system` (or `perf-criterion`, which runs both
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{pair, pairs_on_threads, SIZES, THREAD_SIZE};
+use common::{pair, pairs_on_threads, realloc_growth, GROW_TO, SIZES, THREAD_SIZE};
 
 #[global_allocator]
 static ALLOC: System = System;
@@ -22,6 +22,11 @@ fn benches(c: &mut Criterion) {
         g.throughput(Throughput::Elements(1));
         g.bench_with_input(BenchmarkId::new("system", size), &layout, |b, &l| b.iter(|| pair(l)));
     }
+    g.finish();
+
+    let mut g = c.benchmark_group("grow");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("system", GROW_TO), |b| b.iter(realloc_growth));
     g.finish();
 
     let mut g = c.benchmark_group("threads");

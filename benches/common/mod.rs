@@ -1,7 +1,7 @@
 //! What both allocator set-ups benchmark: the same pairs and threads, so
 //! `alloc_modes` and its `System` baseline `alloc_system` time the same code.
 
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::{alloc, dealloc, realloc, Layout};
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -21,6 +21,38 @@ pub fn pair(layout: Layout) {
         if !p.is_null() {
             dealloc(p, layout);
         }
+    }
+}
+
+/// The sizes a block of the realloc benchmark grows through: 16 B doubling
+/// to 64 KiB, twelve reallocs (as a `Vec` or `String` growing by push).
+pub const GROW_FROM: usize = 16;
+/// See [`GROW_FROM`].
+pub const GROW_TO: usize = 64 * 1024;
+
+/// One block allocated at [`GROW_FROM`] bytes, grown by `realloc` doubling
+/// to [`GROW_TO`], then freed: 1 alloc, 12 reallocs, 1 free.
+#[inline(always)]
+pub fn realloc_growth() {
+    let mut layout = Layout::from_size_align(GROW_FROM, 8).expect("layout");
+    // SAFETY: every layout has a non-zero size; `p` is always the live
+    // block of `layout` (realloc's result replaces it only when non-null,
+    // with the new size), and it is freed once with its current layout.
+    unsafe {
+        let mut p = black_box(alloc(layout));
+        if p.is_null() {
+            return;
+        }
+        while layout.size() < GROW_TO {
+            let new_size = layout.size() * 2;
+            let q = realloc(p, layout, new_size);
+            if q.is_null() {
+                break;
+            }
+            p = black_box(q);
+            layout = Layout::from_size_align(new_size, 8).expect("layout");
+        }
+        dealloc(p, layout);
     }
 }
 

@@ -18,18 +18,50 @@ use std::time::Duration;
 /// followed by `key=value` pairs separated by spaces (values have no spaces).
 pub const RESULT_PREFIX: &str = "RESULT";
 
-/// The knobs every allocator binary takes: `--threads N --scale F`.
+/// Which workload a binary runs (`--workload mixed|realloc`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Workload {
+    /// String building, a `BTreeMap` of small vectors, churn ([`workload`]).
+    #[default]
+    Mixed,
+    /// `String`s and `Vec`s grown by push: mostly reallocs ([`workload`]).
+    Realloc,
+}
+
+impl Workload {
+    /// The name on the command line and in result lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Mixed => "mixed",
+            Workload::Realloc => "realloc",
+        }
+    }
+
+    /// Parses [`Self::as_str`]'s names.
+    pub fn parse(s: &str) -> Option<Workload> {
+        match s {
+            "mixed" => Some(Workload::Mixed),
+            "realloc" => Some(Workload::Realloc),
+            _ => None,
+        }
+    }
+}
+
+/// The knobs every allocator binary takes: `--threads N --scale F
+/// --workload W`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Params {
     /// Worker threads (each runs the same work with its own seed).
     pub threads: usize,
     /// Multiplies the work; 1.0 is about 4 million allocations per thread.
     pub scale: f64,
+    /// Which workload.
+    pub workload: Workload,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { threads: 2, scale: 1.0 }
+        Params { threads: 2, scale: 1.0, workload: Workload::Mixed }
     }
 }
 
@@ -54,6 +86,10 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<(Params, Vec
                 if !(params.scale > 0.0 && params.scale.is_finite()) {
                     return Err(format!("--scale must be positive, got {v}"));
                 }
+            }
+            "--workload" => {
+                let v = it.next().ok_or("--workload needs a value")?;
+                params.workload = Workload::parse(&v).ok_or_else(|| format!("bad --workload {v} (mixed|realloc)"))?;
             }
             _ => rest.push(a),
         }
@@ -82,7 +118,8 @@ pub fn result_line(
     extra: &[(&str, String)],
 ) -> String {
     let mut s = format!(
-        "{RESULT_PREFIX} allocator={allocator} threads={} scale={} workload_s={:.6} checksum={checksum:016x}",
+        "{RESULT_PREFIX} allocator={allocator} workload={} threads={} scale={} workload_s={:.6} checksum={checksum:016x}",
+        params.workload.as_str(),
         params.threads,
         params.scale,
         wall.as_secs_f64()
@@ -108,7 +145,10 @@ mod tests {
     #[test]
     fn args_round_trip() {
         let (p, rest) = parse_args(["exact", "--threads", "3", "--scale", "0.5"].map(String::from)).unwrap();
-        assert_eq!(p, Params { threads: 3, scale: 0.5 });
+        assert_eq!(p, Params { threads: 3, scale: 0.5, workload: Workload::Mixed });
+        let (p, _) = parse_args(["--workload", "realloc"].map(String::from)).unwrap();
+        assert_eq!(p.workload, Workload::Realloc);
+        assert!(parse_args(["--workload", "x"].map(String::from)).is_err());
         assert_eq!(rest, vec!["exact".to_string()]);
         assert!(parse_args(["--threads", "0"].map(String::from)).is_err());
         assert!(parse_args(["--scale", "-1"].map(String::from)).is_err());

@@ -13,8 +13,15 @@
 //!
 //! At `scale = 1.0` each thread makes about 4 million allocation calls
 //! (`alloc` + `realloc`); two threads take about 0.8 s on glibc's malloc.
+//!
+//! The realloc-heavy workload (`--workload realloc`, [`grow_worker`]) grows
+//! `String`s word by word and `Vec<u32>`s element by element from empty, so
+//! most calls are reallocs (each doubling), shrinks a third of the strings
+//! to fit, and keeps the results in rings across rounds. About 4 million
+//! allocation calls per thread at `scale = 1.0`, three quarters of them
+//! reallocs.
 
-use crate::Params;
+use crate::{Params, Workload};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
@@ -73,12 +80,16 @@ pub fn rounds(scale: f64) -> usize {
 /// Runs the workload on `params.threads` threads and waits for them.
 pub fn run(params: &Params) -> Outcome {
     let rounds = rounds(params.scale);
+    let workload = params.workload;
     let start = Instant::now();
     let handles: Vec<_> = (0..params.threads)
         .map(|t| {
             std::thread::Builder::new()
                 .name(format!("worker-{t}"))
-                .spawn(move || worker(t as u64, rounds))
+                .spawn(move || match workload {
+                    Workload::Mixed => worker(t as u64, rounds),
+                    Workload::Realloc => grow_worker(t as u64, rounds),
+                })
                 .expect("spawn worker")
         })
         .collect();
@@ -141,6 +152,41 @@ fn worker(t: u64, rounds: usize) -> (u64, ThreadState) {
         sum = mix(sum, map_ops(&mut rng, &mut st));
         sum = mix(sum, churn(&mut rng, &mut st));
     }
+    (sum, st)
+}
+
+const GROWS_PER_ROUND: usize = 25_000;
+const GROW_RING: usize = 2_048;
+
+/// The realloc-heavy workload's thread: see the module docs.
+fn grow_worker(t: u64, rounds: usize) -> (u64, ThreadState) {
+    let mut rng = Rng(0x6E0E_0000_0000_0000 ^ (t + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+    let mut st = ThreadState { lines: vec![String::new(); GROW_RING], ..ThreadState::default() };
+    let mut vecs: Vec<Vec<u32>> = (0..GROW_RING).map(|_| Vec::new()).collect();
+    let mut sum = 0u64;
+    for _ in 0..rounds {
+        for i in 0..GROWS_PER_ROUND {
+            let mut s = String::new();
+            for _ in 0..1 + rng.below(24) {
+                s.push_str(WORDS[rng.below(WORDS.len() as u64) as usize]);
+                s.push(' ');
+            }
+            if i % 3 == 0 {
+                s.shrink_to_fit();
+            }
+            let mut v: Vec<u32> = Vec::new();
+            for j in 0..rng.below(160) as u32 {
+                v.push(j ^ i as u32);
+            }
+            sum = mix(sum, fnv(s.as_bytes()) ^ v.len() as u64);
+            let slot = rng.below(GROW_RING as u64) as usize;
+            let old = std::mem::replace(&mut st.lines[slot], black_box(s));
+            sum = mix(sum, old.len() as u64);
+            let old = std::mem::replace(&mut vecs[(slot * 7) % GROW_RING], black_box(v));
+            sum = mix(sum, old.last().copied().unwrap_or(0) as u64);
+        }
+    }
+    st.map = vecs.into_iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k as u32, v)).collect();
     (sum, st)
 }
 
@@ -228,15 +274,21 @@ mod tests {
 
     #[test]
     fn deterministic_and_per_thread() {
-        let p1 = Params { threads: 1, scale: 0.01 };
+        let p1 = Params { threads: 1, scale: 0.01, workload: Workload::Mixed };
         let a = run(&p1);
         let b = run(&p1);
         assert_eq!(a.checksum, b.checksum);
         assert!(a.retained.blocks() > RING_SLOTS / 2);
         // Thread 1's work differs from thread 0's, and the sum combines them.
-        let two = run(&Params { threads: 2, scale: 0.01 });
+        let two = run(&Params { threads: 2, scale: 0.01, workload: Workload::Mixed });
         assert_ne!(two.checksum, a.checksum);
         assert_ne!(two.checksum, a.checksum.wrapping_mul(2));
+    }
+
+    #[test]
+    fn realloc_workload_is_deterministic() {
+        let p = Params { threads: 2, scale: 0.01, workload: Workload::Realloc };
+        assert_eq!(run(&p).checksum, run(&p).checksum);
     }
 
     #[test]

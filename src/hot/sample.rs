@@ -14,8 +14,10 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 thread_local! {
-    /// Bytes left before the next sample; `i64::MIN` until first drawn.
-    static COUNTDOWN: Cell<i64> = const { Cell::new(i64::MIN) };
+    /// Bytes left before the next sample; 0 until first drawn (so the
+    /// first allocation goes to [`crossed`], which draws it: the fast path
+    /// needs no "not drawn yet" test).
+    static COUNTDOWN: Cell<i64> = const { Cell::new(0) };
     /// xorshift64* state; 0 until seeded.
     static RNG: Cell<u64> = const { Cell::new(0) };
 }
@@ -52,8 +54,10 @@ pub(crate) fn probability(size: usize, mean_bytes: usize) -> f64 {
 pub(crate) fn countdown(size: usize) -> bool {
     COUNTDOWN
         .try_with(|c| {
+            // `size` below 2^63 (a `Layout` promises it), and the countdown
+            // is at most 16 means, so this never wraps.
             let left = c.get().wrapping_sub(size as i64);
-            if c.get() != i64::MIN && left > 0 {
+            if left > 0 {
                 c.set(left);
                 true
             } else {
@@ -70,7 +74,7 @@ pub(crate) fn countdown(size: usize) -> bool {
 #[inline(never)]
 pub(crate) fn crossed(size: usize, mean_bytes: usize) -> bool {
     let epoch = EPOCH.load(Relaxed);
-    if SEEN_EPOCH.try_with(Cell::get).unwrap_or(0) != epoch || COUNTDOWN.try_with(Cell::get).unwrap_or(0) == i64::MIN {
+    if SEEN_EPOCH.try_with(Cell::get).unwrap_or(0) != epoch {
         let _ = SEEN_EPOCH.try_with(|c| c.set(epoch));
         let _ = RNG.try_with(|c| c.set(0));
         let first = draw(mean_bytes);
@@ -127,7 +131,7 @@ mod tests {
     #[test]
     fn a_block_of_sixteen_means_is_always_sampled() {
         EPOCH.fetch_add(1, Relaxed);
-        let _ = COUNTDOWN.try_with(|c| c.set(i64::MIN));
+        let _ = COUNTDOWN.try_with(|c| c.set(0));
         for _ in 0..10_000 {
             assert!(should_sample(8 << 20, 512 << 10));
             should_sample(100, 512 << 10);

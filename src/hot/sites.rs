@@ -22,34 +22,78 @@ use std::hash::{BuildHasher, Hasher};
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 
-/// An interned stack's id. Ids fit in 24 bits (see [`pack`]).
+/// An interned stack's id. Ids fit in 24 bits (see [`pack`]); the top two
+/// are [`OVERFLOW_STACK`] and [`UNKNOWN_STACK`].
 pub(crate) type StackId = u32;
 
-/// The id recorded when a stack could not be interned (table full or out of
-/// memory); it resolves to no frames.
+/// The id recorded when a stack could not be interned (out of memory for
+/// the table); it resolves to no frames.
 pub(crate) const UNKNOWN_STACK: StackId = (1 << 24) - 1;
+
+/// The id of every stack past the table's cap ([`MAX_STACKS`]): one visible
+/// stack that snapshots show as `[other stacks]`, with its own live blocks
+/// and allocation totals, so a program allocating from millions of distinct
+/// stacks keeps a bounded table and loses no bytes. It has no frames.
+pub(crate) const OVERFLOW_STACK: StackId = UNKNOWN_STACK - 1;
+
+/// The default cap on distinct stacks: 65,536. A stack costs its frames
+/// (8 bytes each, 64 at the default depth), 40 bytes of slot and totals and two index
+/// words at most: about 0.6 KiB, so the table stays under 40 MiB at the
+/// default depth (typically 20 MiB: stacks are 20-40 frames deep).
+pub(crate) const DEFAULT_MAX_STACKS: u32 = 1 << 16;
+
+/// The cap on distinct stacks (see [`set_max_stacks`]); stacks past it are
+/// recorded under [`OVERFLOW_STACK`].
+pub(crate) static MAX_STACKS: AtomicU32 = AtomicU32::new(DEFAULT_MAX_STACKS);
+
+/// Sets the cap on distinct stacks, clamped to `1..=OVERFLOW_STACK`. Stacks
+/// already interned stay; a lower cap only stops new ones. For
+/// `Config::max_stacks`, to be called by `start()` (not wired yet).
+#[allow(dead_code)]
+pub(crate) fn set_max_stacks(n: usize) {
+    MAX_STACKS.store(n.clamp(1, OVERFLOW_STACK as usize) as u32, Relaxed);
+}
 
 /// Bytes the stack table has allocated (entries, index, segments).
 pub(crate) static STACK_TABLE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-/// The murmur3 finaliser: spreads an address or a stack hash over all bits.
+/// Spreads an address or a stack hash over all bits: a folded multiply (the
+/// high and low halves of one 64x64->128 product, xored, as foldhash and
+/// wyhash do). Every output bit depends on every input bit, low bits (table
+/// indexes) and high bits (hashbrown's tags) alike. One `mul` instead of the
+/// murmur3 finaliser's two multiplies and three shifts: it runs several
+/// times per recorded block (shard, block key, stack hash, and once per
+/// frame in the DWARF unwinder's rule cache), where the finaliser was 3% of
+/// exact mode's instructions.
 #[inline]
-pub(crate) fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
+pub(crate) fn mix(x: u64) -> u64 {
+    let p = (x ^ 0x243f_6a88_85a3_08d3) as u128 * 0x9e37_79b9_7f4a_7c15u128;
+    (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// Hashes a stack: an Fx-style multiply-rotate per frame (one multiply,
-/// cheap enough for 30-odd frames per allocation), then one full mix so
-/// both the index's low bits and the tag's high bits are spread.
+/// Hashes a stack: a folded multiply per pair of frames (wyhash's step:
+/// the two halves of one 64x64->128 product of the pair, each xored with
+/// the running hash or a constant, xored together), so 30-odd frames cost
+/// 15 multiplies in a short dependency chain instead of 30 (an Fx-style
+/// multiply-rotate per frame was 36M of 286M instructions exact mode added,
+/// frame-pointer build, perf-leaktrace --scale 0.02); then one
+/// [`mix`] so both the index's low bits and the tag's high bits are spread.
 #[inline]
 fn hash_stack(ips: &[usize], context: u32) -> u64 {
+    #[inline(always)]
+    fn fold(a: u64, b: u64) -> u64 {
+        let p = a as u128 * b as u128;
+        (p as u64) ^ ((p >> 64) as u64)
+    }
+    const K0: u64 = 0xa076_1d64_78bd_642f;
+    const K1: u64 = 0xe703_7ed1_a0b4_28db;
     let mut h = ips.len() as u64 ^ ((context as u64) << 32);
-    for &ip in ips {
-        h = (h.rotate_left(5) ^ ip as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    let mut pairs = ips.chunks_exact(2);
+    for p in &mut pairs {
+        h = fold(p[0] as u64 ^ h ^ K0, p[1] as u64 ^ K1);
+    }
+    if let [last] = pairs.remainder() {
+        h = fold(*last as u64 ^ h ^ K0, K1);
     }
     mix(h)
 }
@@ -57,8 +101,10 @@ fn hash_stack(ips: &[usize], context: u32) -> u64 {
 // ---------------------------------------------------------------- stacks
 
 /// One interned stack. Written once under the insert lock, before the index
-/// slot that names it is published with `Release`; only the allocation
-/// totals change afterwards (relaxed statistics counters).
+/// slot that names it is published with `Release`, and never again: its
+/// allocation totals live apart, in [`StackTotals`], so that the counters
+/// every recorded block bumps do not keep taking the cache line that
+/// lookups of the same stack read from another core.
 struct StackSlot {
     hash: AtomicU64,
     ips: AtomicPtr<usize>,
@@ -66,6 +112,11 @@ struct StackSlot {
     /// The allocation context the stack was captured under: part of its
     /// identity, so the same code path under two routes is two stacks.
     context: AtomicU32,
+}
+
+/// One stack's allocation totals (relaxed statistics counters), in segments
+/// parallel to the [`StackSlot`] segments.
+struct StackTotals {
     /// Bytes allocated at this stack since `start()` (estimated in sampled mode).
     alloc_bytes: AtomicU64,
     /// Blocks allocated at this stack since `start()`, in units of
@@ -74,7 +125,7 @@ struct StackSlot {
     alloc_units: AtomicU64,
 }
 
-/// Fixed-point unit of [`StackSlot::alloc_units`].
+/// Fixed-point unit of [`StackTotals::alloc_units`].
 pub(crate) const COUNT_UNIT: u64 = 1 << 16;
 
 const FIRST_SEGMENT: usize = 256;
@@ -95,12 +146,17 @@ struct Index {
 
 pub(crate) struct StackTable {
     segments: [AtomicPtr<StackSlot>; SEGMENTS],
+    /// Segment `k` of totals has as many entries as `segments[k]`.
+    totals: [AtomicPtr<StackTotals>; SEGMENTS],
     len: AtomicU32,
     /// The current index. Replaced ones are leaked, never freed, because a
     /// reader may still be probing them; their total is below the final
     /// index's size.
     index: AtomicPtr<Index>,
     insert_lock: Mutex<()>,
+    /// Allocation totals of [`OVERFLOW_STACK`] (it has no slot).
+    overflow_bytes: AtomicU64,
+    overflow_units: AtomicU64,
 }
 
 // SAFETY: all shared state is atomics or behind `insert_lock`; the raw
@@ -112,9 +168,12 @@ impl StackTable {
     pub(crate) const fn new() -> Self {
         StackTable {
             segments: [const { AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
+            totals: [const { AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
             len: AtomicU32::new(0),
             index: AtomicPtr::new(ptr::null_mut()),
             insert_lock: Mutex::new(()),
+            overflow_bytes: AtomicU64::new(0),
+            overflow_units: AtomicU64::new(0),
         }
     }
 
@@ -143,6 +202,17 @@ impl StackTable {
         Some(unsafe { &*seg.add(off) })
     }
 
+    fn totals(&self, id: StackId) -> Option<&StackTotals> {
+        let (k, off) = Self::locate(id);
+        let seg = self.totals.get(k)?.load(Acquire);
+        if seg.is_null() {
+            return None;
+        }
+        // SAFETY: as in `slot`: totals segment `k` has `FIRST_SEGMENT << k`
+        // entries, `off` is below that, and segments are never freed.
+        Some(unsafe { &*seg.add(off) })
+    }
+
     /// The context stack `id` was captured under (0 for none or unknown ids).
     pub(crate) fn context(&self, id: StackId) -> u32 {
         if id >= self.len.load(Acquire) {
@@ -155,21 +225,29 @@ impl StackTable {
     /// stack `id`'s totals.
     #[inline]
     pub(crate) fn count_alloc(&self, id: StackId, bytes: u64, units: u64) {
-        if id >= UNKNOWN_STACK {
+        if id >= OVERFLOW_STACK {
+            if id == OVERFLOW_STACK {
+                self.overflow_bytes.fetch_add(bytes, Relaxed);
+                self.overflow_units.fetch_add(units, Relaxed);
+            }
             return;
         }
-        if let Some(slot) = self.slot(id) {
-            slot.alloc_bytes.fetch_add(bytes, Relaxed);
-            slot.alloc_units.fetch_add(units, Relaxed);
+        if let Some(t) = self.totals(id) {
+            t.alloc_bytes.fetch_add(bytes, Relaxed);
+            t.alloc_units.fetch_add(units, Relaxed);
         }
     }
 
     /// Stack `id`'s allocation totals: `(bytes, blocks)`.
     pub(crate) fn alloc_totals(&self, id: StackId) -> (u64, u64) {
+        if id == OVERFLOW_STACK {
+            let units = self.overflow_units.load(Relaxed);
+            return (self.overflow_bytes.load(Relaxed), (units + COUNT_UNIT / 2) / COUNT_UNIT);
+        }
         if id >= self.len.load(Acquire) {
             return (0, 0);
         }
-        self.slot(id).map_or((0, 0), |s| {
+        self.totals(id).map_or((0, 0), |s| {
             let units = s.alloc_units.load(Relaxed);
             (s.alloc_bytes.load(Relaxed), (units + COUNT_UNIT / 2) / COUNT_UNIT)
         })
@@ -178,11 +256,13 @@ impl StackTable {
     /// Zeroes every stack's allocation totals (at `start()` and `clear_traces()`).
     pub(crate) fn reset_alloc_totals(&self) {
         for id in 0..self.len.load(Acquire) {
-            if let Some(slot) = self.slot(id) {
-                slot.alloc_bytes.store(0, Relaxed);
-                slot.alloc_units.store(0, Relaxed);
+            if let Some(t) = self.totals(id) {
+                t.alloc_bytes.store(0, Relaxed);
+                t.alloc_units.store(0, Relaxed);
             }
         }
+        self.overflow_bytes.store(0, Relaxed);
+        self.overflow_units.store(0, Relaxed);
     }
 
     /// The return addresses of stack `id` (empty for unknown ids).
@@ -230,34 +310,45 @@ impl StackTable {
         }
     }
 
-    /// The id of this stack under `context`, interning it when new. `None`
-    /// when the table is full or memory for it cannot be had. Must run with
-    /// `BUSY` set.
+    /// The id of this stack under `context`, interning it when new;
+    /// [`OVERFLOW_STACK`] when the table holds [`MAX_STACKS`] stacks already.
+    /// `None` when memory for it cannot be had. Must run with `BUSY` set.
     #[inline]
     pub(crate) fn intern(&self, ips: &[usize], context: u32) -> Option<StackId> {
         let hash = hash_stack(ips, context);
         if let Some(id) = self.lookup(ips, context, hash) {
             return Some(id);
         }
-        self.insert_slow(ips, context, hash)
+        self.insert_slow(ips, context, hash, MAX_STACKS.load(Relaxed))
+    }
+
+    /// [`Self::intern`] with a cap of `cap` stacks instead of [`MAX_STACKS`].
+    #[cfg(test)]
+    fn intern_capped(&self, ips: &[usize], context: u32, cap: u32) -> Option<StackId> {
+        let hash = hash_stack(ips, context);
+        self.lookup(ips, context, hash).or_else(|| self.insert_slow(ips, context, hash, cap))
     }
 
     #[cold]
     #[inline(never)]
-    fn insert_slow(&self, ips: &[usize], context: u32, hash: u64) -> Option<StackId> {
+    fn insert_slow(&self, ips: &[usize], context: u32, hash: u64, cap: u32) -> Option<StackId> {
         let _lock = self.insert_lock.lock();
         if let Some(id) = self.lookup(ips, context, hash) {
             return Some(id);
         }
         let id = self.len.load(Relaxed);
-        if id >= UNKNOWN_STACK {
-            return None;
+        if id >= cap.min(OVERFLOW_STACK) {
+            return Some(OVERFLOW_STACK);
         }
         self.ensure_index(id as usize + 1)?;
         let (k, _) = Self::locate(id);
         if self.segments[k].load(Relaxed).is_null() {
             let seg = alloc_zeroed_slice::<StackSlot>(FIRST_SEGMENT << k)?;
             self.segments[k].store(seg, Release);
+        }
+        if self.totals[k].load(Relaxed).is_null() {
+            let seg = alloc_zeroed_slice::<StackTotals>(FIRST_SEGMENT << k)?;
+            self.totals[k].store(seg, Release);
         }
         let copy = alloc_zeroed_slice::<usize>(ips.len().max(1))?;
         // SAFETY: `copy` has room for `ips.len()` words and does not overlap
@@ -613,5 +704,28 @@ mod tests {
         TABLE.count_alloc(other, 1024, COUNT_UNIT * 3);
         assert_eq!(TABLE.alloc_totals(other), (1024, 3));
         assert_eq!(TABLE.get(UNKNOWN_STACK), &[] as &[usize]);
+    }
+
+    #[test]
+    fn stacks_past_the_cap_share_the_overflow_stack() {
+        static TABLE: StackTable = StackTable::new();
+        let cap = 100u32;
+        let mut ids = Vec::new();
+        for i in 0..cap as usize {
+            ids.push(TABLE.intern_capped(&[i, 7], 0, cap).unwrap());
+        }
+        assert!(ids.iter().all(|&id| id < cap));
+        let over = TABLE.intern_capped(&[5000, 7], 0, cap);
+        let known = TABLE.intern_capped(&[3, 7], 0, cap);
+        assert_eq!(over, Some(OVERFLOW_STACK));
+        assert_eq!(known, Some(ids[3]), "stacks interned before the cap keep their ids");
+        assert_eq!(TABLE.len(), cap as usize);
+        TABLE.count_alloc(OVERFLOW_STACK, 64, COUNT_UNIT);
+        TABLE.count_alloc(OVERFLOW_STACK, 36, COUNT_UNIT);
+        assert_eq!(TABLE.alloc_totals(OVERFLOW_STACK), (100, 2));
+        assert_eq!(TABLE.get(OVERFLOW_STACK), &[] as &[usize]);
+        assert_eq!(TABLE.context(OVERFLOW_STACK), 0);
+        TABLE.reset_alloc_totals();
+        assert_eq!(TABLE.alloc_totals(OVERFLOW_STACK), (0, 0));
     }
 }

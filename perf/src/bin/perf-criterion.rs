@@ -5,6 +5,8 @@
 //! System to `reports/criterion.md` (atomically).
 //!
 //! `cargo run --release -p leaktrace-perf --bin perf-criterion`
+//! Writes the medians to `criterion.json` beside it too; `--before FILE`
+//! (such a file from a run on an older commit) adds a before/after table.
 //! Options: `--builds default,frame-pointers`, `--out DIR`; arguments after
 //! `--` go to criterion (e.g. `-- --warm-up-time 0.2 --measurement-time 0.5`
 //! for a smoke run).
@@ -17,7 +19,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const USAGE: &str = "perf-criterion [--builds default,frame-pointers] [--out DIR] [-- CRITERION-ARGS..]";
+const USAGE: &str =
+    "perf-criterion [--builds default,frame-pointers] [--out DIR] [--before CRITERION-JSON] [-- CRITERION-ARGS..]";
 const FP_FLAGS: &str = "-C force-frame-pointers=yes";
 const MODES: [&str; 3] = ["off", "sampled", "exact"];
 const SIZES: [&str; 3] = ["16", "1024", "65536"];
@@ -28,6 +31,7 @@ struct Opts {
     builds: Vec<String>,
     out: PathBuf,
     criterion_args: Vec<String>,
+    before: Option<PathBuf>,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -35,6 +39,7 @@ fn parse_opts() -> Result<Opts, String> {
         builds: vec!["default".into(), "frame-pointers".into()],
         out: meta::workspace_root().join("reports"),
         criterion_args: Vec::new(),
+        before: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -47,6 +52,7 @@ fn parse_opts() -> Result<Opts, String> {
                 }
             }
             "--out" => o.out = PathBuf::from(it.next().ok_or("--out needs a value")?),
+            "--before" => o.before = Some(PathBuf::from(it.next().ok_or("--before needs a value")?)),
             "--" => o.criterion_args.extend(it.by_ref()),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -234,6 +240,14 @@ fn render(opts: &Opts, builds: &[BuildResult], command: &str, started: &str, com
             }
             let _ = writeln!(s);
         }
+        let _ = writeln!(s, "\nOne block grown by realloc from 16 B doubling to 64 KiB, then freed (1 alloc, 12 reallocs, 1 free), time per block:\n");
+        let _ = writeln!(s, "| System | off | sampled | exact |\n|---|---|---|---|");
+        let base = "grow/system/65536";
+        let _ = write!(s, "| {} |", cell(b, base, None));
+        for m in MODES {
+            let _ = write!(s, " {} |", cell(b, &format!("grow/{m}/65536"), Some(base)));
+        }
+        let _ = writeln!(s);
         let _ = writeln!(
             s,
             "\nThreads doing 64 B pairs at once, time per iteration (one pair on every thread; equal times for 1 and 2 threads mean no contention):\n"
@@ -269,6 +283,47 @@ fn render(opts: &Opts, builds: &[BuildResult], command: &str, started: &str, com
     s
 }
 
+/// The medians of every build, as JSON: `{build: {benchmark: median_ns}}`.
+fn medians_json(builds: &[BuildResult], commit: &Commit) -> Value {
+    let mut m = serde_json::Map::new();
+    for b in builds {
+        let v: serde_json::Map<String, Value> =
+            b.results.iter().map(|(id, e)| (id.clone(), Value::from(e.median_ns))).collect();
+        m.insert(b.name.clone(), Value::Object(v));
+    }
+    serde_json::json!({ "commit": commit.to_json(), "median_ns": m })
+}
+
+/// A table of this run's medians against an earlier run's (`--before`).
+fn render_before(before: &Value, builds: &[BuildResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "## Before and after
+"
+    );
+    let _ = writeln!(
+        s,
+        "Before: the same benches run on commit {} (`criterion.json` of that run); after: this run. Ratios are after / before; wall times on a shared 2-core machine, so differences of a few percent are noise.\n",
+        before["commit"]["hash"].as_str().or_else(|| before["commit"].as_str()).unwrap_or("?")
+    );
+    let _ = writeln!(s, "| build | benchmark | before | after | after / before |\n|---|---|---|---|---|");
+    for b in builds {
+        for (id, e) in &b.results {
+            if id.starts_with("snapshot") {
+                continue;
+            }
+            let Some(old) = before["median_ns"][&b.name][id].as_f64() else {
+                continue;
+            };
+            let _ =
+                writeln!(s, "| {} | {id} | {} | {} | {:.2}x |", b.name, ns(old), ns(e.median_ns), e.median_ns / old);
+        }
+    }
+    let _ = writeln!(s);
+    s
+}
+
 fn main() {
     let opts = match parse_opts() {
         Ok(o) => o,
@@ -288,11 +343,18 @@ fn main() {
         for b in &opts.builds {
             builds.push(run_build(&root, &target, b, &opts.criterion_args)?);
         }
-        let md = render(&opts, &builds, &command, &started, &commit);
+        let mut md = render(&opts, &builds, &command, &started, &commit);
+        if let Some(path) = &opts.before {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let before: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            md.push_str(&render_before(&before, &builds));
+        }
         std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
         let path = opts.out.join("criterion.md");
         leaktrace::write_atomic(&path, md.as_bytes()).map_err(|e| e.to_string())?;
-        eprintln!("perf-criterion: wrote {}", path.display());
+        let js = serde_json::to_string_pretty(&medians_json(&builds, &commit)).map_err(|e| e.to_string())? + "\n";
+        leaktrace::write_atomic(&opts.out.join("criterion.json"), js.as_bytes()).map_err(|e| e.to_string())?;
+        eprintln!("perf-criterion: wrote {} and criterion.json", path.display());
         Ok(())
     })();
     if let Err(e) = result {

@@ -9,14 +9,24 @@
 //!    round-robin, `--runs` rounds, the starting configuration rotated each
 //!    round; measures each child's wall time and peak RSS (`wait4`'s
 //!    `ru_maxrss`) and reads the workload time the child printed.
-//! 3. Writes `reports/perf.md` (medians, ranges, ratios to the right base,
+//!    Three suites (issue 11): the mixed workload on `--threads` threads, the
+//!    realloc-heavy workload on as many, and the mixed workload on 8 threads
+//!    (same total work), so the 2-core machine runs more threads than cores.
+//! 3. Runs every configuration of every suite once more under `valgrind
+//!    --tool=callgrind` at `--cg-scale` times the scale, counting the
+//!    instructions of the workload's worker threads only
+//!    (`--toggle-collect` on the worker functions): instruction counts do
+//!    not move with the load of a shared machine, so they decide small
+//!    differences; reported as instructions per allocation call added over
+//!    the base, and as a ratio.
+//! 4. Writes `reports/perf.md` (medians, ranges, ratios to the right base,
 //!    the targets of issue 5 as pass/fail) and `reports/perf.json` (every
 //!    run), each atomically.
 //!
 //! `cargo run --release -p leaktrace-perf --bin perf-run -- --runs 5`
 
 use leaktrace_perf::meta::{self, median, Commit, Machine};
-use leaktrace_perf::{parse_args, parse_result_line, Params};
+use leaktrace_perf::{parse_args, parse_result_line, Params, Workload};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -27,7 +37,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "perf-run [--runs N] [--threads N] [--scale F] [--only ID[,ID..]] \
-[--builds default,frame-pointers] [--no-build] [--out DIR] [--timeout SECS]
+[--builds default,frame-pointers] [--suites mixed,realloc,threads8] [--cg-scale F] [--no-callgrind] \
+[--no-build] [--out DIR] [--timeout SECS]
 
 IDs: system lt-off lt-sampled lt-exact dhat jemalloc jemalloc-prof19 jemalloc-prof0
 (the base of a chosen configuration is always run too)";
@@ -46,6 +57,48 @@ struct Opts {
     build: bool,
     out: PathBuf,
     timeout: Duration,
+    suites: Vec<String>,
+    /// Scale of the callgrind runs, relative to each suite's; 0 = none.
+    cg_scale: f64,
+}
+
+/// One workload and thread count; every configuration runs in each.
+struct Suite {
+    id: &'static str,
+    label: String,
+    params: Params,
+}
+
+/// The threads of the many-threads suite.
+const MANY_THREADS: usize = 8;
+
+fn suites(opts: &Opts) -> Vec<Suite> {
+    let p = &opts.params;
+    let mut v = Vec::new();
+    for id in &opts.suites {
+        v.push(match id.as_str() {
+            "mixed" => Suite {
+                id: "mixed",
+                label: format!("mixed workload, {} threads", p.threads),
+                params: Params { workload: Workload::Mixed, ..p.clone() },
+            },
+            "realloc" => Suite {
+                id: "realloc",
+                label: format!("realloc-heavy workload, {} threads", p.threads),
+                params: Params { workload: Workload::Realloc, ..p.clone() },
+            },
+            _ => Suite {
+                id: "threads8",
+                label: format!("mixed workload, {MANY_THREADS} threads (same total work)"),
+                params: Params {
+                    workload: Workload::Mixed,
+                    threads: MANY_THREADS,
+                    scale: p.scale * p.threads as f64 / MANY_THREADS as f64,
+                },
+            },
+        });
+    }
+    v
 }
 
 struct Build {
@@ -54,13 +107,16 @@ struct Build {
     target_dir: PathBuf,
 }
 
-/// A target of issue 5: the time ratio in the default build and with frame
-/// pointers, and optionally the peak-RSS ratio.
+/// A target of issue 11: the wall-time ratio in the default build and with
+/// frame pointers, the instruction ratio, the peak-RSS ratio (each optional),
+/// and the suites it applies to.
 #[derive(Clone, Copy)]
 struct Target {
-    time: f64,
-    time_fp: f64,
+    time: Option<f64>,
+    time_fp: Option<f64>,
+    instr: Option<f64>,
     rss: Option<f64>,
+    suites: &'static [&'static str],
 }
 
 struct Spec {
@@ -83,7 +139,13 @@ fn specs() -> Vec<Spec> {
             args: &["off"],
             env: &[],
             base: Some("system"),
-            target: Some(Target { time: 1.02, time_fp: 1.02, rss: None }),
+            target: Some(Target {
+                time: None,
+                time_fp: None,
+                instr: Some(1.01),
+                rss: None,
+                suites: &["mixed", "realloc", "threads8"],
+            }),
         },
         Spec {
             id: "lt-sampled",
@@ -92,7 +154,13 @@ fn specs() -> Vec<Spec> {
             args: &["sampled"],
             env: &[],
             base: Some("system"),
-            target: Some(Target { time: 1.05, time_fp: 1.05, rss: None }),
+            target: Some(Target {
+                time: Some(1.03),
+                time_fp: Some(1.03),
+                instr: Some(1.03),
+                rss: None,
+                suites: &["mixed", "realloc"],
+            }),
         },
         Spec {
             id: "lt-exact",
@@ -101,7 +169,13 @@ fn specs() -> Vec<Spec> {
             args: &["exact"],
             env: &[],
             base: Some("system"),
-            target: Some(Target { time: 4.0, time_fp: 2.0, rss: Some(2.0) }),
+            target: Some(Target {
+                time: Some(1.8),
+                time_fp: Some(1.5),
+                instr: None,
+                rss: Some(2.0),
+                suites: &["mixed"],
+            }),
         },
         Spec {
             id: "dhat",
@@ -152,6 +226,8 @@ fn parse_opts() -> Result<Opts, String> {
         build: true,
         out: meta::workspace_root().join("reports"),
         timeout: Duration::from_secs(900),
+        suites: vec!["mixed".into(), "realloc".into(), "threads8".into()],
+        cg_scale: 0.02,
     };
     let mut it = rest.into_iter();
     while let Some(a) = it.next() {
@@ -172,6 +248,17 @@ fn parse_opts() -> Result<Opts, String> {
                 }
             }
             "--no-build" => o.build = false,
+            "--suites" => {
+                o.suites = value()?.split(',').map(str::to_string).collect();
+                if let Some(x) = o.suites.iter().find(|x| !matches!(x.as_str(), "mixed" | "realloc" | "threads8")) {
+                    return Err(format!("unknown suite {x}"));
+                }
+            }
+            "--cg-scale" => {
+                let v = value()?;
+                o.cg_scale = v.parse().map_err(|_| format!("bad --cg-scale {v}"))?;
+            }
+            "--no-callgrind" => o.cg_scale = 0.0,
             "--out" => o.out = PathBuf::from(value()?),
             "--timeout" => {
                 let v = value()?;
@@ -432,10 +519,13 @@ struct Run {
 
 /// A configuration of a build, and what its runs gave.
 struct Cell {
+    suite: usize,
     build: usize,
     spec: usize,
     runs: Vec<Run>,
     failures: Vec<String>,
+    /// Worker instructions under callgrind (at the suite's callgrind scale).
+    instructions: Option<u64>,
 }
 
 fn fields_of(stdout: &str) -> Option<BTreeMap<String, String>> {
@@ -447,10 +537,45 @@ fn tail(s: &str, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join(" | ")
 }
 
+fn params_args(params: &Params) -> [String; 6] {
+    [
+        "--threads".into(),
+        params.threads.to_string(),
+        "--scale".into(),
+        params.scale.to_string(),
+        "--workload".into(),
+        params.workload.as_str().into(),
+    ]
+}
+
+/// The functions whose instructions callgrind counts: the workers'.
+const WORKER_FNS: [&str; 2] = ["leaktrace_perf::workload::worker", "leaktrace_perf::workload::grow_worker"];
+
+/// Runs `bin` once under callgrind with `params`; the instructions the
+/// worker threads executed.
+fn callgrind(bin: &Path, spec: &Spec, params: &Params, timeout: Duration) -> Result<u64, String> {
+    let mut args: Vec<String> =
+        vec!["--tool=callgrind".into(), "--callgrind-out-file=/dev/null".into(), "--collect-atstart=no".into()];
+    args.extend(WORKER_FNS.iter().map(|f| format!("--toggle-collect={f}")));
+    args.push(bin.display().to_string());
+    args.extend(spec.args.iter().map(|s| s.to_string()));
+    args.extend(params_args(params));
+    let child = run_child(Path::new("valgrind"), &args, spec.env, timeout)?;
+    if !child.ok {
+        return Err(format!("valgrind: {}: {}", child.status, tail(&child.stderr, 5)));
+    }
+    child
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once("Collected :").map(|(_, n)| n.trim().replace(',', "")))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no instruction count from valgrind: {}", tail(&child.stderr, 5)))
+}
+
 /// Runs `cell` once with `params`, returning the run or why it failed.
 fn measure(bin: &Path, spec: &Spec, params: &Params, round: usize, timeout: Duration) -> Result<Run, String> {
     let mut args: Vec<String> = spec.args.iter().map(|s| s.to_string()).collect();
-    args.extend(["--threads".into(), params.threads.to_string(), "--scale".into(), params.scale.to_string()]);
+    args.extend(params_args(params));
     let load = meta::loadavg();
     let child = run_child(bin, &args, spec.env, timeout)?;
     if !child.ok {
@@ -537,25 +662,36 @@ struct Verdict {
     pass: bool,
 }
 
-fn verdict(target: Target, fp: bool, ratio: Option<f64>, rss_ratio: Option<f64>) -> Verdict {
-    let limit = if fp { target.time_fp } else { target.time };
+/// Ratios of a configuration to its base: wall time, instructions, peak RSS.
+#[derive(Clone, Copy, Default)]
+struct Ratios {
+    time: Option<f64>,
+    instr: Option<f64>,
+    rss: Option<f64>,
+}
+
+fn verdict(target: Target, fp: bool, r: Ratios) -> Verdict {
     let mut pass = true;
     let mut parts = Vec::new();
-    let mut check = |what: &str, limit: f64, value: Option<f64>| match value {
-        Some(v) => {
-            let ok = v <= limit;
-            pass &= ok;
-            parts.push(format!("{what} ≤{limit}x: {}", if ok { "pass" } else { "**FAIL**" }));
-        }
-        None => {
-            pass = false;
-            parts.push(format!("{what} ≤{limit}x: no data"));
+    let mut check = |what: &str, limit: Option<f64>, value: Option<f64>| {
+        let Some(limit) = limit else {
+            return;
+        };
+        match value {
+            Some(v) => {
+                let ok = v <= limit;
+                pass &= ok;
+                parts.push(format!("{what} ≤{limit}x: {}", if ok { "pass" } else { "**FAIL**" }));
+            }
+            None => {
+                pass = false;
+                parts.push(format!("{what} ≤{limit}x: no data"));
+            }
         }
     };
-    check("time", limit, ratio);
-    if let Some(r) = target.rss {
-        check("RSS", r, rss_ratio);
-    }
+    check("time", if fp { target.time_fp } else { target.time }, r.time);
+    check("instructions", target.instr, r.instr);
+    check("RSS", target.rss, r.rss);
     Verdict { text: parts.join(", "), pass }
 }
 
@@ -593,6 +729,7 @@ fn run(opts: Opts) -> Result<(), String> {
             _ => Build { name: "frame-pointers", rustflags: Some(FP_FLAGS), target_dir: target.join("perf-fp") },
         })
         .collect();
+    let suites = suites(&opts);
 
     // 1. Build.
     let mut build_commands = Vec::new();
@@ -616,7 +753,7 @@ fn run(opts: Opts) -> Result<(), String> {
         }
     }
 
-    // 2. The configurations, with their bases.
+    // 2. The configurations, with their bases, in every suite.
     let all = specs();
     let wanted = |s: &Spec| match &opts.only {
         None => true,
@@ -625,83 +762,145 @@ fn run(opts: Opts) -> Result<(), String> {
         }
     };
     let mut cells: Vec<Cell> = Vec::new();
-    for (bi, _) in builds.iter().enumerate() {
-        for (si, s) in all.iter().enumerate() {
-            if wanted(s) {
-                cells.push(Cell { build: bi, spec: si, runs: Vec::new(), failures: Vec::new() });
+    for (ui, _) in suites.iter().enumerate() {
+        for (bi, _) in builds.iter().enumerate() {
+            for (si, s) in all.iter().enumerate() {
+                if wanted(s) {
+                    cells.push(Cell {
+                        suite: ui,
+                        build: bi,
+                        spec: si,
+                        runs: Vec::new(),
+                        failures: Vec::new(),
+                        instructions: None,
+                    });
+                }
             }
         }
     }
 
-    // What the workload asks of the allocator (counted once, on System).
-    let count_params = opts.params.clone();
-    let count = measure(
-        &bin_path(&builds[0], "perf-count"),
-        &Spec { id: "count", label: "count", bin: "perf-count", args: &[], env: &[], base: None, target: None },
-        &count_params,
-        0,
-        opts.timeout,
-    )?;
-    eprintln!(
-        "perf-run: workload: {} allocs + {} reallocs, {:.3} s on a counting System allocator",
-        count.fields.get("allocs").map_or("?", String::as_str),
-        count.fields.get("reallocs").map_or("?", String::as_str),
-        count.workload_s
-    );
+    // What each suite asks of the allocator (counted once, on System), at
+    // the timed scale and at the callgrind scale.
+    let count_spec =
+        Spec { id: "count", label: "count", bin: "perf-count", args: &[], env: &[], base: None, target: None };
+    let cg_params = |u: &Suite| Params { scale: u.params.scale * opts.cg_scale, ..u.params.clone() };
+    let mut counts = Vec::new();
+    let mut cg_counts = Vec::new();
+    for u in &suites {
+        let count = measure(&bin_path(&builds[0], "perf-count"), &count_spec, &u.params, 0, opts.timeout)?;
+        eprintln!(
+            "perf-run: {}: {} allocs + {} reallocs, {:.3} s on a counting System allocator",
+            u.id,
+            count.fields.get("allocs").map_or("?", String::as_str),
+            count.fields.get("reallocs").map_or("?", String::as_str),
+            count.workload_s
+        );
+        counts.push(count);
+        cg_counts.push(if opts.cg_scale > 0.0 {
+            Some(measure(&bin_path(&builds[0], "perf-count"), &count_spec, &cg_params(u), 0, opts.timeout)?)
+        } else {
+            None
+        });
+    }
 
     // Preflight: every configuration once at a small scale, so a broken one
     // fails in seconds, not after the long rounds.
-    let small = Params { threads: opts.params.threads, scale: (opts.params.scale / 20.0).min(0.05) };
     for cell in &cells {
-        let (b, s) = (&builds[cell.build], &all[cell.spec]);
+        let (u, b, s) = (&suites[cell.suite], &builds[cell.build], &all[cell.spec]);
+        let small = Params { scale: (u.params.scale / 20.0).min(0.05), ..u.params.clone() };
         let r = measure(&bin_path(b, s.bin), s, &small, 0, opts.timeout)
-            .map_err(|e| format!("preflight {}/{}: {e}", b.name, s.id))?;
-        eprintln!("perf-run: preflight {}/{} ok ({:.3} s)", b.name, s.id, r.workload_s);
+            .map_err(|e| format!("preflight {}/{}/{}: {e}", u.id, b.name, s.id))?;
+        eprintln!("perf-run: preflight {}/{}/{} ok ({:.3} s)", u.id, b.name, s.id, r.workload_s);
     }
 
-    // 3. Interleaved rounds: the quick configurations of both builds first,
-    // close together in time so that a change in the machine's load hits a
-    // configuration and its base alike, then the slow peers.
-    let (quick, slow): (Vec<usize>, Vec<usize>) = (0..cells.len()).partition(|&i| !is_slow(all[cells[i].spec].id));
+    // 3. Interleaved rounds: per suite, the quick configurations of both
+    // builds first, close together in time so that a change in the
+    // machine's load hits a configuration and its base alike, then the slow
+    // peers.
     let t0 = Instant::now();
     for round in 0..opts.runs {
-        for i in rotated(&quick, round).chain(rotated(&slow, round)) {
-            let (b, s) = (&builds[cells[i].build], &all[cells[i].spec]);
-            match measure(&bin_path(b, s.bin), s, &opts.params, round, opts.timeout) {
-                Ok(r) => {
-                    eprintln!(
-                        "perf-run: [{}/{}] {}/{}: {:.3} s, CPU {:.3} s, {:.1} MiB ({:.0} s elapsed)",
-                        round + 1,
-                        opts.runs,
-                        b.name,
-                        s.id,
-                        r.workload_s,
-                        r.cpu_s,
-                        mib(r.max_rss_kib as f64),
-                        t0.elapsed().as_secs_f64()
-                    );
-                    cells[i].runs.push(r);
+        for (ui, suite) in suites.iter().enumerate() {
+            let (quick, slow): (Vec<usize>, Vec<usize>) =
+                (0..cells.len()).filter(|&i| cells[i].suite == ui).partition(|&i| !is_slow(all[cells[i].spec].id));
+            for i in rotated(&quick, round).chain(rotated(&slow, round)) {
+                let (u, b, s) = (suite, &builds[cells[i].build], &all[cells[i].spec]);
+                match measure(&bin_path(b, s.bin), s, &u.params, round, opts.timeout) {
+                    Ok(r) => {
+                        eprintln!(
+                            "perf-run: [{}/{}] {}/{}/{}: {:.3} s, CPU {:.3} s, {:.1} MiB ({:.0} s elapsed)",
+                            round + 1,
+                            opts.runs,
+                            u.id,
+                            b.name,
+                            s.id,
+                            r.workload_s,
+                            r.cpu_s,
+                            mib(r.max_rss_kib as f64),
+                            t0.elapsed().as_secs_f64()
+                        );
+                        cells[i].runs.push(r);
+                    }
+                    Err(e) => {
+                        eprintln!("perf-run: [{}/{}] {}/{}/{} FAILED: {e}", round + 1, opts.runs, u.id, b.name, s.id);
+                        cells[i].failures.push(format!("round {}: {e}", round + 1));
+                    }
                 }
-                Err(e) => {
-                    eprintln!("perf-run: [{}/{}] {}/{} FAILED: {e}", round + 1, opts.runs, b.name, s.id);
-                    cells[i].failures.push(format!("round {}: {e}", round + 1));
-                }
+            }
+        }
+    }
+
+    // 4. Instructions: every cell once under callgrind, two at a time
+    // (counts do not depend on the load).
+    if opts.cg_scale > 0.0 {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: std::sync::Mutex<Vec<(usize, Result<u64, String>)>> = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|sc| {
+            for _ in 0..2 {
+                sc.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(cell) = cells.get(i) else {
+                        return;
+                    };
+                    let (u, b, s) = (&suites[cell.suite], &builds[cell.build], &all[cell.spec]);
+                    // The slow peers run 10-40x longer under callgrind too:
+                    // counted on the first suite only.
+                    if is_slow(s.id) && cell.suite != 0 {
+                        continue;
+                    }
+                    let r = callgrind(&bin_path(b, s.bin), s, &cg_params(u), opts.timeout);
+                    match &r {
+                        Ok(n) => eprintln!("perf-run: callgrind {}/{}/{}: {n} instructions", u.id, b.name, s.id),
+                        Err(e) => eprintln!("perf-run: callgrind {}/{}/{} FAILED: {e}", u.id, b.name, s.id),
+                    }
+                    results.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+                });
+            }
+        });
+        for (i, r) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            match r {
+                Ok(n) => cells[i].instructions = Some(n),
+                Err(e) => cells[i].failures.push(format!("callgrind: {e}")),
             }
         }
     }
     let load_after = meta::loadavg();
 
-    // Every configuration must have computed the same thing.
-    let mut checksums: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Every configuration of a suite must have computed the same thing.
+    let mut checksums: Vec<BTreeMap<String, Vec<String>>> = vec![BTreeMap::new(); suites.len()];
     for c in &cells {
         for r in &c.runs {
             if let Some(sum) = r.fields.get("checksum") {
-                checksums.entry(sum.clone()).or_default().push(format!("{}/{}", builds[c.build].name, all[c.spec].id));
+                checksums[c.suite]
+                    .entry(sum.clone())
+                    .or_default()
+                    .push(format!("{}/{}", builds[c.build].name, all[c.spec].id));
             }
         }
     }
-    if let Some(sum) = count.fields.get("checksum") {
-        checksums.entry(sum.clone()).or_default().push("count".into());
+    for (ui, count) in counts.iter().enumerate() {
+        if let Some(sum) = count.fields.get("checksum") {
+            checksums[ui].entry(sum.clone()).or_default().push("count".into());
+        }
     }
 
     let machine = Machine::read();
@@ -714,9 +913,11 @@ fn run(opts: Opts) -> Result<(), String> {
         commit: &commit,
         builds: &builds,
         build_commands: &build_commands,
+        suites: &suites,
         specs: &all,
         cells: &cells,
-        count: &count,
+        counts: &counts,
+        cg_counts: &cg_counts,
         checksums: &checksums,
     };
     let md = render_md(&report);
@@ -741,23 +942,46 @@ struct Report<'a> {
     commit: &'a Commit,
     builds: &'a [Build],
     build_commands: &'a [String],
+    suites: &'a [Suite],
     specs: &'a [Spec],
     cells: &'a [Cell],
-    count: &'a Run,
-    checksums: &'a BTreeMap<String, Vec<String>>,
+    counts: &'a [Run],
+    cg_counts: &'a [Option<Run>],
+    checksums: &'a [BTreeMap<String, Vec<String>>],
+}
+
+fn num_field(run: &Run, k: &str) -> u64 {
+    run.fields.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
 }
 
 impl Report<'_> {
-    fn cell(&self, build: usize, id: &str) -> Option<&Cell> {
-        self.cells.iter().find(|c| c.build == build && self.specs[c.spec].id == id)
+    fn cell(&self, suite: usize, build: usize, id: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.suite == suite && c.build == build && self.specs[c.spec].id == id)
     }
 
-    /// (time ratio, RSS ratio) of `cell` to its base in the same build.
-    fn ratios(&self, cell: &Cell) -> (Option<f64>, Option<f64>) {
-        match self.summaries(cell) {
-            Some((s, b)) => (Some(s.median_s / b.median_s), Some(s.rss_kib / b.rss_kib)),
-            None => (None, None),
+    fn base(&self, cell: &Cell) -> Option<&Cell> {
+        self.specs[cell.spec].base.and_then(|b| self.cell(cell.suite, cell.build, b))
+    }
+
+    /// Ratios of `cell` to its base in the same suite and build.
+    fn ratios(&self, cell: &Cell) -> Ratios {
+        let mut r = Ratios::default();
+        if let Some((s, b)) = self.summaries(cell) {
+            r.time = Some(s.median_s / b.median_s);
+            r.rss = Some(s.rss_kib / b.rss_kib);
         }
+        if let (Some(i), Some(bi)) = (cell.instructions, self.base(cell).and_then(|b| b.instructions)) {
+            r.instr = Some(i as f64 / bi as f64);
+        }
+        r
+    }
+
+    /// Instructions per allocation call (alloc + realloc) added over the base.
+    fn added_per_call(&self, cell: &Cell) -> Option<f64> {
+        let (i, bi) = (cell.instructions?, self.base(cell)?.instructions?);
+        let cg = self.cg_counts[cell.suite].as_ref()?;
+        let calls = num_field(cg, "allocs") + num_field(cg, "reallocs");
+        (calls > 0).then(|| (i as f64 - bi as f64) / calls as f64)
     }
 
     /// The ratio of the fastest run to the base's fastest: noise on a shared
@@ -772,21 +996,37 @@ impl Report<'_> {
     }
 
     fn summaries(&self, cell: &Cell) -> Option<(Summary, Summary)> {
-        let base = self.specs[cell.spec].base.and_then(|b| self.cell(cell.build, b))?;
-        Some((summarize(cell)?, summarize(base)?))
+        Some((summarize(cell)?, summarize(self.base(cell)?)?))
     }
 }
 
 /// The part of the report printed to the terminal too.
 fn headline(md: &str) -> String {
     let start = md.find("## Targets").unwrap_or(0);
-    let end = md[start..].find("## All configurations").map_or(md.len(), |e| start + e);
+    let end = md[start..].find("\n## ").map_or(md.len(), |e| start + e + 1);
     md[start..end].to_string()
+}
+
+fn describe_workload(u: &Suite, count: &Run) -> String {
+    let p = &u.params;
+    format!(
+        "{} (`--workload {}`): {} threads, scale {} ({} round(s) per thread): {} allocation calls ({} alloc + {} realloc), {} frees, {:.2} GiB requested, {} blocks live at the end",
+        u.label,
+        p.workload.as_str(),
+        p.threads,
+        p.scale,
+        leaktrace_perf::workload::rounds(p.scale),
+        num_field(count, "allocs") + num_field(count, "reallocs"),
+        num_field(count, "allocs"),
+        num_field(count, "reallocs"),
+        num_field(count, "frees"),
+        num_field(count, "bytes") as f64 / (1u64 << 30) as f64,
+        num_field(count, "live_blocks"),
+    )
 }
 
 fn render_md(r: &Report) -> String {
     let mut s = String::new();
-    let p = &r.opts.params;
     let _ = writeln!(s, "# leaktrace overhead, measured\n");
     let _ = writeln!(
         s,
@@ -801,26 +1041,33 @@ fn render_md(r: &Report) -> String {
         "- Load average (1, 5, 15 min) before: {}; after: {} (the machine may be shared: compare ratios, not seconds)",
         r.load.0, r.load.1
     );
-    let c = &r.count.fields;
-    let num = |k: &str| c.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let _ = writeln!(s, "- Workloads (perf/src/workload.rs):");
+    for (u, count) in r.suites.iter().zip(r.counts) {
+        let _ = writeln!(s, "  - {}", describe_workload(u, count));
+    }
     let _ = writeln!(
         s,
-        "- Workload (perf/src/workload.rs): {} threads, scale {} ({} round(s) per thread): {} allocation calls ({} alloc + {} realloc), {} frees, {:.2} GiB requested, {} blocks live at the end",
-        p.threads,
-        p.scale,
-        leaktrace_perf::workload::rounds(p.scale),
-        num("allocs") + num("reallocs"),
-        num("allocs"),
-        num("reallocs"),
-        num("frees"),
-        num("bytes") as f64 / (1u64 << 30) as f64,
-        num("live_blocks"),
-    );
-    let _ = writeln!(
-        s,
-        "- Runs: {} round(s); each round runs every configuration of every build once, round-robin, starting one configuration later each round: first the quick ones (System, leaktrace, jemalloc and its sampled profiler, both builds), close together in time, then the slow peers (dhat-rs, jemalloc profiling every allocation)",
+        "- Runs: {} round(s); each round runs every configuration of every build once per suite, round-robin, starting one configuration later each round: first the quick ones (System, leaktrace, jemalloc and its sampled profiler, both builds), close together in time, then the slow peers (dhat-rs, jemalloc profiling every allocation)",
         r.opts.runs
     );
+    if r.opts.cg_scale > 0.0 {
+        let _ = writeln!(
+            s,
+            "- Instructions: each configuration once under `valgrind --tool=callgrind --collect-atstart=no {}` at {} times the suite's scale (at least one round per thread; dhat-rs and jemalloc profiling every allocation in the first suite only); only the worker threads' instructions are counted (start-up, `leaktrace::start()` and tear-down are outside). Callgrind runs threads one at a time, so contention (cache lines moving between cores) is not in these counts; it is in the wall times. Allocation calls at that scale: {}",
+            WORKER_FNS.iter().map(|f| format!("--toggle-collect={f}")).collect::<Vec<_>>().join(" "),
+            r.opts.cg_scale,
+            r.suites
+                .iter()
+                .zip(r.cg_counts)
+                .map(|(u, c)| format!(
+                    "{} {}",
+                    u.id,
+                    c.as_ref().map_or(0, |c| num_field(c, "allocs") + num_field(c, "reallocs"))
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let _ = writeln!(s, "- Builds (release profile, `debug = \"line-tables-only\"`):");
     for (b, cmd) in r.builds.iter().zip(r.build_commands) {
         let _ = writeln!(s, "  - {}: `{}`", b.name, cmd);
@@ -831,8 +1078,8 @@ fn render_md(r: &Report) -> String {
         .enumerate()
         .map(|(bi, b)| {
             let caps = r
-                .cell(bi, "lt-exact")
-                .or_else(|| r.cell(bi, "lt-sampled"))
+                .cell(0, bi, "lt-exact")
+                .or_else(|| r.cell(0, bi, "lt-sampled"))
                 .map(|c| field_values(c, "capture"))
                 .filter(|c| !c.is_empty())
                 .unwrap_or_else(|| "not run".into());
@@ -840,122 +1087,160 @@ fn render_md(r: &Report) -> String {
         })
         .collect();
     let _ = writeln!(s, "- Capture method leaktrace used: {}", captures.join("; "));
-    match r.checksums.len() {
-        0 => {}
-        1 => {
-            let _ = writeln!(
-                s,
-                "- Checksum: every run computed {} (same work under every allocator)",
-                r.checksums.keys().next().map_or("", String::as_str)
-            );
-        }
-        _ => {
-            let _ = writeln!(s, "- **Checksums differ between runs**: {:?}", r.checksums);
+    for (u, sums) in r.suites.iter().zip(r.checksums) {
+        match sums.len() {
+            0 => {}
+            1 => {
+                let _ = writeln!(
+                    s,
+                    "- Checksum, {}: every run computed {} (same work under every allocator)",
+                    u.id,
+                    sums.keys().next().map_or("", String::as_str)
+                );
+            }
+            _ => {
+                let _ = writeln!(s, "- **Checksums differ between runs of {}**: {:?}", u.id, sums);
+            }
         }
     }
     let _ = writeln!(
         s,
-        "\nTimes are the workload's wall time measured inside each process (first thread spawned to last joined): process start-up, `leaktrace::start()` and tool tear-down (dhat writing its profile) are outside it; the process column is spawn-to-reap as the driver saw it, and CPU is the child's user + system time (`wait4`), less sensitive than wall time to other load on a shared machine. Verdicts are on wall-time ratios, as issue 5 states its targets. Peak RSS is `ru_maxrss` from `wait4`. Ratios are of medians, to System in the same build for leaktrace and dhat, and to jemalloc without profiling in the same build for jemalloc's profiler.\n"
+        "\nTimes are the workload's wall time measured inside each process (first thread spawned to last joined): process start-up, `leaktrace::start()` and tool tear-down (dhat writing its profile) are outside it; CPU is the child's user + system time (`wait4`). Peak RSS is `ru_maxrss` from `wait4`. Ratios are of medians, to System in the same build and suite for leaktrace and dhat, and to jemalloc without profiling in the same build and suite for jemalloc's profiler. On a shared 2-core machine wall-time ratios move by several percent from run to run; the instruction ratios do not, and decide differences of a few percent.\n"
     );
 
-    // Targets of issue 5.
-    let _ = writeln!(s, "## Targets (issue 5)\n");
-    let mut head = String::from("| target |");
-    let mut rule = String::from("|---|");
+    // Targets of issue 11.
+    let _ = writeln!(s, "## Targets (issue 11)\n");
+    let mut head = String::from("| target | suite |");
+    let mut rule = String::from("|---|---|");
     for b in r.builds {
         let _ = write!(head, " {} build |", b.name);
         rule.push_str("---|");
     }
     let _ = writeln!(s, "{head}\n{rule}");
     for (id, what) in [
-        ("lt-off", "not tracing (installed, `start` not called), time ≤ 1.02x System"),
-        ("lt-sampled", "sampled 512 KiB, time ≤ 1.05x System"),
-        ("lt-exact", "exact, time ≤ 4x System (default) / ≤ 2x (frame pointers); peak RSS ≤ 2x System"),
+        ("lt-off", "not started (installed, `start` not called): instructions ≤ 1.01x System"),
+        ("lt-sampled", "sampled 512 KiB: time and instructions ≤ 1.03x System"),
+        ("lt-exact", "exact: time ≤ 1.8x System (DWARF unwinder) / ≤ 1.5x (frame pointers); peak RSS ≤ 2x"),
     ] {
-        let mut row = format!("| {what} |");
-        for (bi, b) in r.builds.iter().enumerate() {
-            let spec = r.specs.iter().find(|s| s.id == id).expect("known id");
-            let cell_text = match r.cell(bi, id) {
-                None => "not run".to_string(),
-                Some(c) => {
-                    let (t, rss) = r.ratios(c);
-                    let v = verdict(spec.target.expect("targets set"), b.name != "default", t, rss);
-                    let mut txt = format!(
-                        "{} time (CPU {}, best {})",
-                        fmt_ratio(t),
-                        fmt_ratio(r.cpu_ratio(c)),
-                        fmt_ratio(r.min_ratio(c))
-                    );
-                    if spec.target.and_then(|t| t.rss).is_some() {
-                        let _ = write!(txt, ", {} RSS", fmt_ratio(rss));
+        let spec = r.specs.iter().find(|s| s.id == id).expect("known id");
+        let tg = spec.target.expect("targets set");
+        for (ui, u) in r.suites.iter().enumerate() {
+            if !tg.suites.contains(&u.id) {
+                continue;
+            }
+            let mut row = format!("| {what} | {} |", u.id);
+            for (bi, b) in r.builds.iter().enumerate() {
+                let txt = match r.cell(ui, bi, id) {
+                    None => "not run".to_string(),
+                    Some(c) => {
+                        let rt = r.ratios(c);
+                        let v = verdict(tg, b.name != "default", rt);
+                        format!(
+                            "{} time (CPU {}, best {}), {} instructions{}: {}",
+                            fmt_ratio(rt.time),
+                            fmt_ratio(r.cpu_ratio(c)),
+                            fmt_ratio(r.min_ratio(c)),
+                            fmt_ratio(rt.instr),
+                            if tg.rss.is_some() { format!(", {} RSS", fmt_ratio(rt.rss)) } else { String::new() },
+                            if v.pass { "pass" } else { "**FAIL**" }
+                        )
                     }
-                    let _ = write!(txt, ": {}", if v.pass { "pass" } else { "**FAIL**" });
-                    txt
-                }
-            };
-            let _ = write!(row, " {cell_text} |");
+                };
+                let _ = write!(row, " {txt} |");
+            }
+            let _ = writeln!(s, "{row}");
         }
-        let _ = writeln!(s, "{row}");
+    }
+    // Sampled mode against jemalloc's profiler at the same rate.
+    for (ui, u) in r.suites.iter().enumerate() {
+        let mut row =
+            format!("| sampled 512 KiB costs less than jemalloc's profiler at 512 KiB (each to its base) | {} |", u.id);
+        let mut any = false;
+        for (bi, _) in r.builds.iter().enumerate() {
+            let (Some(lt), Some(je)) = (r.cell(ui, bi, "lt-sampled"), r.cell(ui, bi, "jemalloc-prof19")) else {
+                row.push_str(" not run |");
+                continue;
+            };
+            any = true;
+            let (a, j) = (r.ratios(lt), r.ratios(je));
+            let pass = matches!((a.time, j.time), (Some(x), Some(y)) if x <= y.max(1.0));
+            let _ = write!(
+                row,
+                " {} vs {} time, {} vs {} instructions: {} |",
+                fmt_ratio(a.time),
+                fmt_ratio(j.time),
+                fmt_ratio(a.instr),
+                fmt_ratio(j.instr),
+                if pass { "pass" } else { "**FAIL**" }
+            );
+        }
+        if any {
+            let _ = writeln!(s, "{row}");
+        }
     }
     let _ = writeln!(s);
 
-    // Everything.
-    let _ = writeln!(s, "## All configurations\n");
-    let _ = writeln!(
-        s,
-        "| build | configuration | runs | median (s) | min–max (s) | vs base | best vs best | base | process (s) | CPU (s) | CPU vs base | peak RSS (MiB) | RSS vs base | reported by the run | target |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for c in r.cells {
-        let (b, spec) = (&r.builds[c.build], &r.specs[c.spec]);
-        let base_label = spec.base.and_then(|id| r.specs.iter().find(|s| s.id == id)).map_or("—", |s| s.label);
-        match summarize(c) {
-            None => {
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | 0 | — | — | — | — | {} | — | — | — | — | — | failed | — |",
-                    b.name, spec.label, base_label
-                );
-            }
-            Some(sm) => {
-                let (t, rss) = r.ratios(c);
-                let target = spec.target.map_or("—".to_string(), |tg| verdict(tg, b.name != "default", t, rss).text);
-                let _ = writeln!(
-                    s,
-                    "| {} | {} | {} | {:.3} | {:.3}–{:.3} | {} | {} | {} | {:.3} | {:.3} | {} | {:.1} | {} | {} | {} |",
-                    b.name,
-                    spec.label,
-                    sm.n,
-                    sm.median_s,
-                    sm.min_s,
-                    sm.max_s,
-                    fmt_ratio(t),
-                    fmt_ratio(r.min_ratio(c)),
-                    base_label,
-                    sm.process_s,
-                    sm.cpu_s,
-                    fmt_ratio(r.cpu_ratio(c)),
-                    mib(sm.rss_kib),
-                    fmt_ratio(rss),
-                    reported(spec, c),
-                    target
-                );
+    // Everything, per suite.
+    for (ui, u) in r.suites.iter().enumerate() {
+        let _ = writeln!(s, "## {}\n", u.label);
+        let _ = writeln!(
+            s,
+            "| build | configuration | runs | median (s) | min–max (s) | vs base | best vs best | CPU vs base | instructions (M) | instructions vs base | added per alloc call | peak RSS (MiB) | RSS vs base | base | reported by the run |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for c in r.cells.iter().filter(|c| c.suite == ui) {
+            let (b, spec) = (&r.builds[c.build], &r.specs[c.spec]);
+            let base_label = spec.base.and_then(|id| r.specs.iter().find(|s| s.id == id)).map_or("—", |s| s.label);
+            let instr = c.instructions.map_or("—".to_string(), |i| format!("{:.1}", i as f64 / 1e6));
+            let added = r.added_per_call(c).map_or("—".to_string(), |a| format!("{a:+.0}"));
+            match summarize(c) {
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | 0 | — | — | — | — | — | {instr} | — | {added} | — | — | {base_label} | failed |",
+                        b.name, spec.label
+                    );
+                }
+                Some(sm) => {
+                    let rt = r.ratios(c);
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {:.3} | {:.3}–{:.3} | {} | {} | {} | {instr} | {} | {added} | {:.1} | {} | {} | {} |",
+                        b.name,
+                        spec.label,
+                        sm.n,
+                        sm.median_s,
+                        sm.min_s,
+                        sm.max_s,
+                        fmt_ratio(rt.time),
+                        fmt_ratio(r.min_ratio(c)),
+                        fmt_ratio(r.cpu_ratio(c)),
+                        fmt_ratio(rt.instr),
+                        mib(sm.rss_kib),
+                        fmt_ratio(rt.rss),
+                        base_label,
+                        reported(spec, c),
+                    );
+                }
             }
         }
+        let _ = writeln!(s);
     }
     let failures: Vec<String> = r
         .cells
         .iter()
         .flat_map(|c| {
-            c.failures.iter().map(move |f| format!("- {}/{}: {f}", r.builds[c.build].name, r.specs[c.spec].id))
+            c.failures.iter().map(move |f| {
+                format!("- {}/{}/{}: {f}", r.suites[c.suite].id, r.builds[c.build].name, r.specs[c.spec].id)
+            })
         })
         .collect();
     if !failures.is_empty() {
-        let _ = writeln!(s, "\n## Failed runs\n\n{}", failures.join("\n"));
+        let _ = writeln!(s, "## Failed runs\n\n{}\n", failures.join("\n"));
     }
     let _ = writeln!(
         s,
-        "\nRaw numbers of every run: `perf.json` beside this file. The workload's checksum, live blocks and each tool's own figures are in it too."
+        "Raw numbers of every run: `perf.json` beside this file. The workload's checksum, live blocks and each tool's own figures are in it too."
     );
     s
 }
@@ -965,10 +1250,11 @@ fn render_json(r: &Report) -> serde_json::Value {
         .cells
         .iter()
         .map(|c| {
-            let (b, spec) = (&r.builds[c.build], &r.specs[c.spec]);
-            let (t, rss) = r.ratios(c);
+            let (u, b, spec) = (&r.suites[c.suite], &r.builds[c.build], &r.specs[c.spec]);
+            let rt = r.ratios(c);
             let sm = summarize(c);
             json!({
+                "suite": u.id,
                 "build": b.name,
                 "id": spec.id,
                 "label": spec.label,
@@ -976,6 +1262,9 @@ fn render_json(r: &Report) -> serde_json::Value {
                 "args": spec.args,
                 "env": spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
                 "base": spec.base,
+                "instructions": c.instructions,
+                "instructions_ratio_to_base": rt.instr,
+                "instructions_added_per_alloc_call": r.added_per_call(c),
                 "summary": sm.as_ref().map(|sm| json!({
                     "runs": sm.n,
                     "median_workload_s": sm.median_s,
@@ -986,15 +1275,17 @@ fn render_json(r: &Report) -> serde_json::Value {
                     "cpu_ratio_to_base": r.cpu_ratio(c),
                     "min_ratio_to_base": r.min_ratio(c),
                     "median_max_rss_kib": sm.rss_kib,
-                    "time_ratio_to_base": t,
-                    "rss_ratio_to_base": rss,
+                    "time_ratio_to_base": rt.time,
+                    "rss_ratio_to_base": rt.rss,
                 })),
-                "target": spec.target.map(|tg| {
-                    let v = verdict(tg, b.name != "default", t, rss);
+                "target": spec.target.filter(|tg| tg.suites.contains(&u.id)).map(|tg| {
+                    let v = verdict(tg, b.name != "default", rt);
                     json!({
                         "time_ratio_max": if b.name == "default" { tg.time } else { tg.time_fp },
+                        "instructions_ratio_max": tg.instr,
                         "rss_ratio_max": tg.rss,
                         "pass": v.pass,
+                        "text": v.text,
                     })
                 }),
                 "runs": c.runs.iter().map(|run| json!({
@@ -1016,8 +1307,21 @@ fn render_json(r: &Report) -> serde_json::Value {
         "started": r.started,
         "machine": r.machine.to_json(),
         "load_average": { "before": r.load.0, "after": r.load.1 },
-        "params": { "threads": r.opts.params.threads, "scale": r.opts.params.scale, "runs": r.opts.runs },
-        "workload": r.count.fields,
+        "params": {
+            "threads": r.opts.params.threads,
+            "scale": r.opts.params.scale,
+            "runs": r.opts.runs,
+            "callgrind_scale": r.opts.cg_scale,
+        },
+        "suites": r.suites.iter().zip(r.counts).zip(r.cg_counts).map(|((u, c), cg)| json!({
+            "id": u.id,
+            "label": u.label,
+            "workload": u.params.workload.as_str(),
+            "threads": u.params.threads,
+            "scale": u.params.scale,
+            "counts": c.fields,
+            "callgrind_counts": cg.as_ref().map(|cg| &cg.fields),
+        })).collect::<Vec<_>>(),
         "builds": r.builds.iter().zip(r.build_commands).map(|(b, cmd)| json!({
             "name": b.name,
             "rustflags": b.rustflags,
