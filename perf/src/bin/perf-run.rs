@@ -857,7 +857,7 @@ fn run(opts: Opts) -> Result<(), String> {
         std::thread::scope(|sc| {
             for _ in 0..2 {
                 sc.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(cell) = cells.get(i) else {
                         return;
                     };
