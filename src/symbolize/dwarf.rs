@@ -58,6 +58,9 @@ struct Function {
     inlined: Vec<Inlined>,
 }
 
+/// Unit headers scanned between two drops of the mapped pages.
+const UNITS_PER_DROP: usize = 64;
+
 /// Names are followed through this many references at most (as `addr2line`).
 const NAME_DEPTH: usize = 16;
 
@@ -72,7 +75,7 @@ impl Sections {
     pub(crate) fn frames(&self, probes: &[u64], mut after_unit: impl FnMut()) -> Vec<Vec<RawFrame>> {
         debug_assert!(probes.windows(2).all(|w| w[0] < w[1]));
         let mut out: Vec<Vec<RawFrame>> = vec![Vec::new(); probes.len()];
-        let units = self.units_of(probes);
+        let units = self.units_of(probes, &mut after_unit);
         after_unit();
         // Probe indices grouped by unit, each group in address order.
         let mut order: Vec<usize> = (0..probes.len()).filter(|&i| units[i].is_some()).collect();
@@ -100,7 +103,7 @@ impl Sections {
     /// The unit each probe falls in: by `.debug_aranges`, then, for the
     /// probes left, by the root ranges of the units it does not list (as
     /// `addr2line` finds units: the table may miss some).
-    fn units_of(&self, probes: &[u64]) -> Vec<Option<Offset>> {
+    fn units_of(&self, probes: &[u64], after_unit: &mut impl FnMut()) -> Vec<Option<Offset>> {
         let mut units: Vec<Option<Offset>> = vec![None; probes.len()];
         let mut listed: Vec<Offset> = Vec::new();
         let mut headers = self.dwarf.debug_aranges.headers();
@@ -118,7 +121,14 @@ impl Sections {
         }
         listed.sort_unstable_by_key(|o| o.0);
         let mut headers = self.dwarf.units();
+        let mut seen = 0usize;
         while let Ok(Some(header)) = headers.next() {
+            seen += 1;
+            // The headers are spread over all of `.debug_info`: a page
+            // each, given back as the scan goes.
+            if seen % UNITS_PER_DROP == 0 {
+                after_unit();
+            }
             let Some(offset) = header.debug_info_offset() else { continue };
             if listed.binary_search_by_key(&offset.0, |o| o.0).is_ok() {
                 continue;

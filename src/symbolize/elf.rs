@@ -218,10 +218,7 @@ impl DebugObject {
                 None => frames.push(RawFrame { function: symbol(), ..RawFrame::default() }),
             }
         }
-        probes
-            .iter()
-            .map(|p| sorted.binary_search(p).map(|i| found[i].clone()).unwrap_or_default())
-            .collect()
+        probes.iter().map(|p| sorted.binary_search(p).map(|i| found[i].clone()).unwrap_or_default()).collect()
     }
 
     fn symbols(&self) -> &object::SymbolMap<object::SymbolMapName<'static>> {
