@@ -466,11 +466,9 @@ impl Die {
                         d.linkage = true;
                     }
                 }
-                gimli::DW_AT_name => {
-                    if !d.linkage {
-                        if let Some(n) = string(attr.value()) {
-                            d.name = Some(n);
-                        }
+                gimli::DW_AT_name if !d.linkage => {
+                    if let Some(n) = string(attr.value()) {
+                        d.name = Some(n);
                     }
                 }
                 gimli::DW_AT_abstract_origin | gimli::DW_AT_specification => d.origin = Some(attr.value()),

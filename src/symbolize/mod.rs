@@ -1,10 +1,11 @@
 //! Return addresses to frames, with bounded caches; the first-own-frame rule.
 //!
 //! Runs only when a snapshot is taken, never in a hook. An address is
-//! looked up in the object it belongs to ([`modules`]) with `addr2line`
-//! over a map of the file ([`elf`]): only the line tables and functions of
-//! the units the addresses fall in are parsed, inlined frames expanded
-//! innermost first. The parsed debug info lives for one [`Batch`] (a
+//! looked up in the object it belongs to ([`modules`]) with gimli ([`dwarf`])
+//! over a map of the file ([`elf`]): a snapshot's addresses are read in one
+//! pass per unit they fall in, keeping only the rows and inlined calls at
+//! those addresses, inlined frames expanded innermost first. The open debug
+//! info lives for one [`Batch`] (a
 //! snapshot's worth of stacks) and is dropped when it ends, so the RSS it
 //! took is given back; what stays is a bounded cache of resolved frames
 //! per address and of chosen tracebacks per stack ([`cache`]), so later
