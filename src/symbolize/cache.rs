@@ -33,6 +33,11 @@ impl<K: Hash + Eq, V: Clone> GenCache<K, V> {
         Some(v)
     }
 
+    /// Whether `k` is held, without counting it as used.
+    pub(crate) fn contains(&self, k: &K) -> bool {
+        self.young.contains_key(k) || self.old.contains_key(k)
+    }
+
     pub(crate) fn insert(&mut self, k: K, v: V) {
         if self.young.len() >= self.cap {
             self.old = std::mem::take(&mut self.young);

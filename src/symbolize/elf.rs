@@ -1,24 +1,24 @@
-//! One object's symbols: its DWARF line tables and inlining, read through
-//! `addr2line` over a read-only map of the file, and its symbol table.
+//! One object's symbols: its DWARF line tables and inlining, read in one
+//! pass per unit over a batch of addresses ([`super::dwarf`]) from a
+//! read-only map of the file, and its symbol table.
 //!
-//! Why a map and not reads: `addr2line` parses lazily (unit headers up
-//! front, then the line program and functions of each unit an address
-//! falls in), so only the pages of the units asked about are touched, and
-//! they are clean file pages the kernel can drop; reading the sections
-//! into the heap would make all of `.debug_info` resident at once. The
-//! whole [`DebugObject`] is dropped after a snapshot's batch (see
-//! `super::Batch`), which unmaps the file and frees the parsed units.
+//! Why a map and not reads: only the pages of the units asked about are
+//! touched, and they are clean file pages; they are dropped from the
+//! process after each unit (`MADV_DONTNEED`), so the RSS they take is one
+//! unit's at most. Reading the sections into the heap would make all of
+//! `.debug_info` resident at once. The whole [`DebugObject`] is dropped
+//! after a snapshot's batch (see `super::Batch`), which unmaps the file.
 //!
 //! The debug data is looked for in the binary itself, then by build id
 //! (`DIR/.build-id/xx/rest.debug`, for each debug directory and
 //! `/usr/lib/debug`), then by `.gnu_debuglink` (next to the binary, in its
 //! `.debug/`, and under each debug directory).
 
+use super::dwarf::{Sections, Slice};
 use gimli::{EndianSlice, RunTimeEndian};
 use object::{Object, ObjectSection};
+use once_cell::unsync::OnceCell;
 use std::path::{Path, PathBuf};
-
-type Slice = EndianSlice<'static, RunTimeEndian>;
 
 /// A read-only private map of a whole file.
 struct Mapped {
@@ -53,12 +53,26 @@ impl Mapped {
     /// not let the reference outlive `self` (see [`DebugObject`]'s fields).
     fn bytes(&self) -> &'static [u8] {
         // SAFETY: `ptr` is a live read-only mapping of `len` bytes until
-        // `drop`. The `'static` is a lie told to `addr2line`, kept honest by
+        // `drop`. The `'static` is a lie told to gimli, kept honest by
         // `DebugObject`: it drops everything that borrows the bytes before
         // the maps (fields drop in declaration order), and hands out only
         // owned copies. A file truncated by someone else while mapped makes
         // reads past its end fault (SIGBUS), as with every mmap-based reader.
         unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Mapped {
+    /// Drops the pages of the map from this process (they stay in the page
+    /// cache): a clean private file page read through the map counts in RSS
+    /// until then. The next read faults the same bytes back in.
+    fn drop_pages(&self) {
+        // SAFETY: `ptr`/`len` are a live mapping of ours; `MADV_DONTNEED` on
+        // a read-only private file mapping that was never written only
+        // unmaps pages, whose contents reads then fetch again from the file.
+        unsafe {
+            libc::madvise(self.ptr, self.len, libc::MADV_DONTNEED);
+        }
     }
 }
 
@@ -84,11 +98,15 @@ pub(crate) struct RawFrame {
     pub(crate) line: u32,
 }
 
-/// The symbols of one object. Field order matters: the parsed data borrows
-/// from the maps below it and must be dropped first.
+/// The symbols of one object. Field order matters: everything borrowing
+/// the maps comes before them and is dropped first.
 pub(crate) struct DebugObject {
-    ctx: Option<addr2line::Context<Slice>>,
-    symbols: object::SymbolMap<object::SymbolMapName<'static>>,
+    dwarf: Option<Sections>,
+    /// The objects whose symbol tables name functions the DWARF does not:
+    /// the binary's first, then the debug file's. The table is sorted only
+    /// when a frame needs it (most have a DWARF name).
+    symbol_files: Vec<object::File<'static>>,
+    symbols: OnceCell<object::SymbolMap<object::SymbolMapName<'static>>>,
     /// Where the DWARF came from (the binary or a debug file).
     pub(crate) debug_path: Option<PathBuf>,
     _debug_map: Option<Mapped>,
@@ -96,7 +114,8 @@ pub(crate) struct DebugObject {
 }
 
 // SAFETY: `DebugObject` owns its maps and everything borrowing them; no
-// `Rc` or thread-bound state inside (gimli's readers are plain slices).
+// `Rc` or thread-bound state inside (gimli's and object's readers are plain
+// slices).
 unsafe impl Send for DebugObject {}
 
 impl DebugObject {
@@ -114,13 +133,13 @@ impl DebugObject {
             (Some(f), _) => f.build_id().ok().flatten().map(<[u8]>::to_vec).unwrap_or_default(),
             (None, _) => Vec::new(),
         };
-        let symbols_of = |f: &object::File<'static>| f.symbol_map();
         // A binary with line tables of its own is used as it is.
         if let Some(f) = file.as_ref().filter(|f| has_dwarf(f)) {
-            let ctx = context(f)?;
+            let dwarf = sections(f)?;
             return Ok(DebugObject {
-                ctx: Some(ctx),
-                symbols: symbols_of(f),
+                dwarf: Some(dwarf),
+                symbol_files: file.into_iter().collect(),
+                symbols: OnceCell::new(),
                 debug_path: Some(binary.to_path_buf()),
                 _debug_map: None,
                 _map: map,
@@ -141,24 +160,26 @@ impl DebugObject {
             if !has_dwarf(&dfile) {
                 continue;
             }
-            let ctx = context(&dfile)?;
-            let symbols = match &file {
-                Some(f) if !f.symbol_map().symbols().is_empty() => symbols_of(f),
-                _ => symbols_of(&dfile),
-            };
+            let dwarf = sections(&dfile)?;
             return Ok(DebugObject {
-                ctx: Some(ctx),
-                symbols,
+                dwarf: Some(dwarf),
+                symbol_files: file.into_iter().chain(Some(dfile)).collect(),
+                symbols: OnceCell::new(),
                 debug_path: Some(candidate),
                 _debug_map: Some(dmap),
                 _map: map,
             });
         }
-        match &file {
+        match file {
             // Symbol names without lines: better than nothing.
-            Some(f) => {
-                Ok(DebugObject { ctx: None, symbols: symbols_of(f), debug_path: None, _debug_map: None, _map: map })
-            }
+            Some(f) => Ok(DebugObject {
+                dwarf: None,
+                symbol_files: vec![f],
+                symbols: OnceCell::new(),
+                debug_path: None,
+                _debug_map: None,
+                _map: map,
+            }),
             None => Err(format!(
                 "{}: not found, and no debug file for its build id {}",
                 binary.display(),
@@ -169,38 +190,54 @@ impl DebugObject {
 
     /// Whether file and line can be had (DWARF was found).
     pub(crate) fn has_lines(&self) -> bool {
-        self.ctx.is_some()
+        self.dwarf.is_some()
     }
 
-    /// The frames at `probe` (an address in the object's numbering, inside
-    /// the call instruction), innermost inlined frame first.
-    pub(crate) fn frames(&self, probe: u64) -> Vec<RawFrame> {
-        let mut out = Vec::new();
-        if let Some(ctx) = &self.ctx {
-            let comp_dir = ctx
-                .find_dwarf_and_unit(probe)
-                .skip_all_loads()
-                .and_then(|u| u.comp_dir.map(|d| d.to_string_lossy().into_owned()));
-            if let Ok(mut frames) = ctx.find_frames(probe).skip_all_loads() {
-                while let Ok(Some(f)) = frames.next() {
-                    let function = f.function.as_ref().and_then(|n| n.raw_name().ok()).map(|n| demangle(&n));
-                    let (file, line) = match f.location {
-                        Some(l) => (l.file.map(str::to_string), l.line.unwrap_or(0)),
-                        None => (None, 0),
-                    };
-                    out.push(RawFrame { function, file, comp_dir: comp_dir.clone(), line });
-                }
+    /// The frames at each of `probes` (addresses in the object's numbering,
+    /// inside the call instruction; any order, repeats allowed), innermost
+    /// inlined frame first: the DWARF is read in one pass per unit over all
+    /// of them (see [`super::dwarf`]).
+    pub(crate) fn frames_of_all(&self, probes: &[u64]) -> Vec<Vec<RawFrame>> {
+        let mut sorted = probes.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut found = match &self.dwarf {
+            // The pages read for a unit are clean file pages, but counted
+            // in RSS while mapped in: they are dropped after each unit, so
+            // at most one unit's worth is resident at a time.
+            Some(d) => d.frames(&sorted, || self.drop_pages()),
+            None => vec![Vec::new(); sorted.len()],
+        };
+        for (frames, &probe) in found.iter_mut().zip(&sorted) {
+            // The outermost frame is the function the address is in: the
+            // symbol table names it when the DWARF does not.
+            let symbol = || self.symbols().containing(probe).map(|s| demangle(s.name()));
+            match frames.last_mut() {
+                Some(last) if last.function.is_none() => last.function = symbol(),
+                Some(_) => {}
+                None => frames.push(RawFrame { function: symbol(), ..RawFrame::default() }),
             }
         }
-        // The outermost frame is the function the address is in: the symbol
-        // table names it when the DWARF does not.
-        let symbol = || self.symbols.containing(probe).map(|s| demangle(s.name()));
-        match out.last_mut() {
-            Some(last) if last.function.is_none() => last.function = symbol(),
-            Some(_) => {}
-            None => out.push(RawFrame { function: symbol(), ..RawFrame::default() }),
+        probes.iter().map(|p| sorted.binary_search(p).map(|i| found[i].clone()).unwrap_or_default()).collect()
+    }
+
+    fn symbols(&self) -> &object::SymbolMap<object::SymbolMapName<'static>> {
+        self.symbols.get_or_init(|| {
+            let mut maps = self.symbol_files.iter().map(|f| f.symbol_map());
+            let first = maps.next().unwrap_or_else(|| object::SymbolMap::new(Vec::new()));
+            if first.symbols().is_empty() {
+                maps.next().unwrap_or(first)
+            } else {
+                first
+            }
+        })
+    }
+
+    /// Gives back the mapped pages read so far (see [`Mapped::drop_pages`]).
+    pub(crate) fn drop_pages(&self) {
+        for m in [&self._debug_map, &self._map].into_iter().flatten() {
+            m.drop_pages();
         }
-        out
     }
 }
 
@@ -208,9 +245,9 @@ fn has_dwarf(f: &object::File<'static>) -> bool {
     f.section_by_name(".debug_line").is_some_and(|s| s.size() > 0 && s.data().is_ok_and(|d| !d.is_empty()))
 }
 
-/// An `addr2line` context over the object's DWARF sections, as mapped.
-/// Compressed sections (`SHF_COMPRESSED`) are not supported.
-fn context(f: &object::File<'static>) -> Result<addr2line::Context<Slice>, String> {
+/// The object's DWARF sections, as mapped. Compressed sections
+/// (`SHF_COMPRESSED`) are not supported.
+fn sections(f: &object::File<'static>) -> Result<Sections, String> {
     let endian = if f.is_little_endian() { RunTimeEndian::Little } else { RunTimeEndian::Big };
     let mut compressed = false;
     let dwarf = gimli::Dwarf::load(|id| -> Result<Slice, gimli::Error> {
@@ -231,7 +268,7 @@ fn context(f: &object::File<'static>) -> Result<addr2line::Context<Slice>, Strin
     if compressed {
         return Err("compressed debug sections are not supported (objcopy --decompress-debug-sections)".into());
     }
-    addr2line::Context::from_dwarf(dwarf).map_err(|e| format!("reading DWARF: {e}"))
+    Ok(Sections::new(dwarf))
 }
 
 /// Where a debug file for `binary` may be, most specific first.

@@ -1,10 +1,11 @@
 //! Return addresses to frames, with bounded caches; the first-own-frame rule.
 //!
 //! Runs only when a snapshot is taken, never in a hook. An address is
-//! looked up in the object it belongs to ([`modules`]) with `addr2line`
-//! over a map of the file ([`elf`]): only the line tables and functions of
-//! the units the addresses fall in are parsed, inlined frames expanded
-//! innermost first. The parsed debug info lives for one [`Batch`] (a
+//! looked up in the object it belongs to ([`modules`]) with gimli ([`dwarf`])
+//! over a map of the file ([`elf`]): a snapshot's addresses are read in one
+//! pass per unit they fall in, keeping only the rows and inlined calls at
+//! those addresses, inlined frames expanded innermost first. The open debug
+//! info lives for one [`Batch`] (a
 //! snapshot's worth of stacks) and is dropped when it ends, so the RSS it
 //! took is given back; what stays is a bounded cache of resolved frames
 //! per address and of chosen tracebacks per stack ([`cache`]), so later
@@ -20,6 +21,7 @@
 //! path, kept as `Frame::path_abs`.
 
 mod cache;
+mod dwarf;
 mod elf;
 pub(crate) mod modules;
 pub(crate) mod offline;
@@ -182,9 +184,13 @@ pub(crate) fn set_enabled(on: bool) {
 struct Loader {
     batches: usize,
     objects: HashMap<u32, Option<elf::DebugObject>>,
+    /// Whether the batches in progress resolved the interned stacks'
+    /// addresses up front (see [`prefetch_interned`]).
+    prefetched: bool,
 }
 
-static LOADER: Lazy<Mutex<Loader>> = Lazy::new(|| Mutex::new(Loader { batches: 0, objects: HashMap::new() }));
+static LOADER: Lazy<Mutex<Loader>> =
+    Lazy::new(|| Mutex::new(Loader { batches: 0, objects: HashMap::new(), prefetched: false }));
 
 /// A batch of lookups (a snapshot's stacks): the debug info opened during
 /// it is kept until the last batch in progress ends, then dropped (maps
@@ -208,6 +214,7 @@ impl Drop for Batch {
             let mut l = LOADER.lock();
             l.batches -= 1;
             if l.batches == 0 {
+                l.prefetched = false;
                 std::mem::take(&mut l.objects)
             } else {
                 HashMap::new()
@@ -248,36 +255,87 @@ pub(crate) fn resolve_ip(ip: usize) -> Arc<[Frame]> {
     if let Some(f) = IPS.lock().get(&ip) {
         return f;
     }
-    // Resolve without the cache lock held: opening an object's debug info
-    // takes milliseconds.
+    // Resolve without the cache lock held: reading debug info takes
+    // milliseconds.
     let frames: Arc<[Frame]> = {
         let _batch = Batch::begin();
-        lookup(ip).into()
+        lookup_all(&[ip]).pop().unwrap_or_default().into()
     };
     IPS.lock().insert(ip, frames.clone());
     frames
 }
 
-fn lookup(ip: usize) -> Vec<Frame> {
-    let Some((index, module)) = modules::find(ip as u64) else {
-        return vec![Frame::new(UNKNOWN, "", 0)];
-    };
-    let offset = (ip as u64).wrapping_sub(module.bias);
-    if !ENABLED.load(Relaxed) {
-        return vec![placeholder(index, module.name(), offset)];
+/// Resolves and caches, in one go, the addresses of every interned stack
+/// not resolved yet, once per batch: a snapshot asks for its stacks one by
+/// one, but the debug info is read best in one pass per unit over all the
+/// addresses in it (see [`dwarf`]), and a later snapshot that meets a few
+/// new stacks then reads only the units their addresses are in.
+fn prefetch_interned() {
+    {
+        let mut l = LOADER.lock();
+        if l.batches == 0 || l.prefetched {
+            return;
+        }
+        l.prefetched = true;
     }
-    let mut loader = LOADER.lock();
-    let object = loader.objects.entry(index).or_insert_with(|| {
-        elf::DebugObject::open(std::path::Path::new(&module.path), &module.build_id, &[])
-            .map_err(|e| log::debug!("leaktrace: {e}"))
-            .ok()
-    });
-    let raw = match object {
+    let mut ips: Vec<usize> = Vec::new();
+    {
+        let stacks = STACKS.lock();
+        let cached = IPS.lock();
+        for id in 0..crate::hot::control::stack_count() as StackId {
+            if !stacks.contains(&id) {
+                ips.extend(crate::hot::control::stack_ips(id).iter().filter(|ip| !cached.contains(ip)));
+            }
+        }
+    }
+    ips.sort_unstable();
+    ips.dedup();
+    // More than the cache holds would push out what this batch needs.
+    ips.truncate(IP_CACHE_ENTRIES);
+    let frames = lookup_all(&ips);
+    let mut cache = IPS.lock();
+    for (ip, f) in ips.into_iter().zip(frames) {
+        cache.insert(ip, f.into());
+    }
+}
+
+/// The frames of each of `ips`, each object's debug info read once for all
+/// the addresses in it.
+fn lookup_all(ips: &[usize]) -> Vec<Vec<Frame>> {
+    let mut out: Vec<Vec<Frame>> = vec![Vec::new(); ips.len()];
+    let mut by_module: HashMap<u32, (modules::LoadedModule, Vec<usize>)> = HashMap::new();
+    for (i, &ip) in ips.iter().enumerate() {
+        match modules::find(ip as u64) {
+            Some((index, module)) => by_module.entry(index).or_insert_with(|| (module, Vec::new())).1.push(i),
+            None => out[i] = vec![Frame::new(UNKNOWN, "", 0)],
+        }
+    }
+    let enabled = ENABLED.load(Relaxed);
+    for (index, (module, slots)) in by_module {
+        let offsets: Vec<u64> = slots.iter().map(|&i| (ips[i] as u64).wrapping_sub(module.bias)).collect();
+        if !enabled {
+            for (&i, &offset) in slots.iter().zip(&offsets) {
+                out[i] = vec![placeholder(index, module.name(), offset)];
+            }
+            continue;
+        }
+        let mut loader = LOADER.lock();
+        let object = loader.objects.entry(index).or_insert_with(|| {
+            elf::DebugObject::open(std::path::Path::new(&module.path), &module.build_id, &[])
+                .map_err(|e| log::debug!("leaktrace: {e}"))
+                .ok()
+        });
         // The call instruction, not the one after it.
-        Some(o) => o.frames(offset.saturating_sub(1)),
-        None => Vec::new(),
-    };
-    frames_of(raw, index, module.name(), offset)
+        let probes: Vec<u64> = offsets.iter().map(|o| o.saturating_sub(1)).collect();
+        let raw = match object {
+            Some(o) => o.frames_of_all(&probes),
+            None => vec![Vec::new(); probes.len()],
+        };
+        for ((&i, &offset), r) in slots.iter().zip(&offsets).zip(raw) {
+            out[i] = frames_of(r, index, module.name(), offset);
+        }
+    }
+    out
 }
 
 /// A frame known only by its object and offset.
@@ -377,6 +435,7 @@ pub(crate) fn resolve_stack(id: StackId, ips: &[usize], rules: &SiteRules, nfram
     }
     let tb: Arc<[Frame]> = {
         let _batch = Batch::begin();
+        prefetch_interned();
         let mut all = Vec::new();
         for &ip in ips {
             all.extend(resolve_ip(ip).iter().cloned());

@@ -73,6 +73,21 @@ pub fn symbolize_snapshot(snap: &Snapshot, debug_dirs: &[PathBuf]) -> (Snapshot,
         });
         objects.insert(m, (outcome.modules.len() - 1, object));
     }
+    // The debug info of each object is read once, for all its frames.
+    let mut probes: HashMap<u32, Vec<u64>> = HashMap::new();
+    for f in snap.frames.iter().filter(|f| f.is_unresolved()) {
+        if let (Some(m), Some(offset)) = (f.module, f.offset) {
+            probes.entry(m).or_default().push(offset.saturating_sub(1));
+        }
+    }
+    let mut raw: HashMap<(u32, u64), Vec<super::elf::RawFrame>> = HashMap::new();
+    for (m, list) in probes {
+        if let Some((_, Some(o))) = objects.get(&m) {
+            for (probe, frames) in list.iter().zip(o.frames_of_all(&list)) {
+                raw.insert((m, *probe), frames);
+            }
+        }
+    }
     // Each old frame's replacement (several when inlined frames unfold).
     let mut replaced: HashMap<usize, Vec<Frame>> = HashMap::new();
     for (i, f) in snap.frames.iter().enumerate() {
@@ -86,7 +101,10 @@ pub fn symbolize_snapshot(snap: &Snapshot, debug_dirs: &[PathBuf]) -> (Snapshot,
         };
         let name = snap.modules.get(m as usize).map_or("?", |md| md.path.rsplit('/').next().unwrap_or("?"));
         let frames = match object {
-            Some(o) => super::frames_of(o.frames(offset.saturating_sub(1)), m, name, offset),
+            Some(_) => {
+                let r = raw.get(&(m, offset.saturating_sub(1))).cloned().unwrap_or_default();
+                super::frames_of(r, m, name, offset)
+            }
             None => Vec::new(),
         };
         let ok = frames.iter().any(|f| !f.file.is_empty());

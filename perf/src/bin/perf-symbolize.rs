@@ -281,18 +281,23 @@ fn render(params: &Params, runs: usize, rows: &[Row]) -> String {
 const NOTES: &str = r#"
 Reading it:
 
-- The DWARF is read through `addr2line` over a read-only map of the binary, units parsed only when an address
-  falls in them, and all of it dropped (unmapped, freed, `malloc_trim`) when the snapshot is built: RSS after the
-  first snapshot is back at its level before it, and stays flat over 1,000 snapshots.
+- The DWARF is read with gimli directly (`src/symbolize/dwarf.rs`), not `addr2line`: a snapshot's addresses not
+  cached yet (of every interned stack, collected once per snapshot) are sorted and grouped by compilation unit;
+  each unit is read in one pass, its line program run keeping only the rows at the asked addresses and its
+  entries walked once keeping only the functions and inlined calls that cover them. No line table or function
+  tree is built, nothing of a unit is kept when the next starts, and the pages of the mapped file it touched
+  are dropped (`MADV_DONTNEED`: clean file pages count in RSS while mapped in). What the peak still holds is
+  the answers, the snapshot itself and about one unit's worth of touched pages. A test checks the frames
+  against `addr2line`'s at thousands of addresses of a test binary (`symbolize::dwarf::tests`).
+- Where the time of a first snapshot goes: finding the units. `.debug_aranges` lists only 109 of the
+  binary's 552 units, so the headers and root ranges of the others are read when an address is not in the
+  table (a few ms); then one std unit with many inlined calls is most of the rest.
 - Later snapshots of the same stacks read no debug info (bounded caches of frames per address and of
-  tracebacks per stack): well under the 5 ms target. The occasional slow later snapshot (the max column) is
-  one in which a stack never seen before appeared (sampled mode keeps finding new ones), whose addresses
-  open the debug info for that batch again.
-- With `symbolize off` a snapshot costs no debug-info memory at all; `alloc-probe symbolize` resolves it later.
-- Not met: the peak. The first snapshot still adds about 22 MiB at its peak (was about 50 MiB that stayed).
-  What remains is `addr2line` parsing whole units: the unit of the standard library that the allocation
-  paths go through has its complete line table and function tree built in memory, plus the pages of
-  `.debug_info`/`.debug_str`/`.debug_line` it touches. Next step: one streaming pass per unit and batch over
-  the batch's sorted addresses (line program rows and the DIE tree read without storing them), which keeps
-  only the answers.
+  tracebacks per stack). A later snapshot that meets a new stack (sampled mode keeps finding some: the max
+  column) reads only the units its new addresses are in, plus the unit search above.
+- RSS after the first snapshot is back at (or below, `malloc_trim`) its level before it, and stays flat over
+  1,000 snapshots. With `symbolize off` a snapshot reads no debug info at all; `alloc-probe symbolize`
+  resolves it later, with the same per-unit pass.
+- The previous reader (`addr2line`, whole units parsed and kept for the batch) added about 22 MiB to the
+  first snapshot's peak (commit 0fad2c9 of this report).
 "#;
