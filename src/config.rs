@@ -101,6 +101,7 @@ pub struct Config {
     pub(crate) rules: SiteRules,
     pub(crate) sample_seed: Option<u64>,
     pub(crate) symbolize: bool,
+    pub(crate) max_stacks: usize,
 }
 
 impl Default for Config {
@@ -112,6 +113,7 @@ impl Default for Config {
             rules: SiteRules::default(),
             sample_seed: None,
             symbolize: true,
+            max_stacks: Config::DEFAULT_MAX_STACKS,
         }
     }
 }
@@ -155,6 +157,19 @@ impl Config {
         self.rules = rules;
         self
     }
+
+    /// The most distinct stacks the tracker keeps, by default
+    /// [`Config::DEFAULT_MAX_STACKS`]. Blocks from stacks past the cap are
+    /// still counted, under one site, `[other stacks]`, in every report: a
+    /// program with a million distinct call paths costs the tracker a
+    /// bounded table (at most about 0.6 KiB per stack), not a million.
+    pub fn max_stacks(mut self, stacks: usize) -> Self {
+        self.max_stacks = stacks.max(1);
+        self
+    }
+
+    /// The default of [`Config::max_stacks`]: 65,536 stacks.
+    pub const DEFAULT_MAX_STACKS: usize = 1 << 16;
 
     /// Seeds sampled mode's generators, for reproducible runs.
     pub fn sample_seed(mut self, seed: u64) -> Self {

@@ -58,6 +58,7 @@ fn start_locked(config: Config) {
         *s = Settings { frames: config.frames, mode: config.mode, rules: config.rules };
     }
     symbolize::set_enabled(config.symbolize);
+    hot::set_max_stacks(config.max_stacks);
     let recording = match config.mode {
         Mode::Full => Recording::Exact,
         Mode::Sampled { mean_bytes } => Recording::Sampled { mean_bytes },

@@ -76,7 +76,9 @@ pub use env::{init_from_env, parse_env, EnvError, EnvSettings, MonitorSettings, 
 pub use hot::TrackingAllocator;
 pub use monitor::*;
 pub use report::{write_atomic, Error, Result, DIFF_FORMAT, SNAPSHOT_FORMAT, TREND_FORMAT};
-pub use snapshot::{next_epoch, process_memory, Birth, Module, ProcessMemory, Snapshot, TaskStat, Totals, Trace};
+pub use snapshot::{
+    next_epoch, process_memory, Birth, Module, ProcessMemory, Snapshot, TaskStat, Totals, Trace, OTHER_STACKS,
+};
 pub use symbolize::offline::{symbolize_snapshot, unresolved_sites, ModuleOutcome, SymbolizeOutcome};
 pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
 pub use trend::{analyze_series, rank_key_cmp, trend, SeriesTrend, Trend, TrendPoint, TrendSite, Verdict};

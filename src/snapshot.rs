@@ -264,7 +264,9 @@ pub(crate) fn collect_with(detail: Detail) -> RawSnapshot {
         .collect();
     births.sort_unstable_by_key(|b| b.0);
     let allocs = if full {
+        // Stacks past the table's cap share one id, with its own totals.
         (0..hot::stack_count() as StackId)
+            .chain(std::iter::once(hot::OVERFLOW_STACK))
             .filter_map(|id| {
                 let (bytes, blocks) = hot::stack_alloc_totals(id);
                 (bytes > 0 || blocks > 0).then_some((id, bytes, blocks))
@@ -284,6 +286,10 @@ pub(crate) fn collect_with(detail: Detail) -> RawSnapshot {
         allocs,
     }
 }
+
+/// The site shown for the blocks of every stack past the stack table's cap
+/// (`Config::max_stacks`).
+pub const OTHER_STACKS: &str = "[other stacks]";
 
 /// The context label stack `id` was captured under, if any.
 pub(crate) fn context_of_stack(id: StackId) -> Option<String> {
@@ -308,6 +314,9 @@ pub(crate) fn stack_containing(addr: usize) -> Option<StackId> {
 /// stack id into frames (resolved once per stack, then cached).
 pub(crate) fn traceback_of_stack(id: StackId) -> std::sync::Arc<[Frame]> {
     let _ignore = hot::ignore();
+    if id == hot::OVERFLOW_STACK {
+        return vec![Frame::new(OTHER_STACKS, "", 0)].into();
+    }
     let settings = crate::settings();
     symbolize::resolve_stack(id, hot::stack_ips(id), &settings.rules, settings.frames)
 }

@@ -20,9 +20,12 @@ pub(crate) use super::scope::{
     begin as begin_thread_scope, begin_process as begin_process_scope, end as end_thread_scope,
     end_process as end_process_scope, live as live_in_thread_scope, live_since as live_since_generation, ScopeId,
 };
-pub(crate) use super::sites::StackId;
 #[cfg(test)]
 pub(crate) use super::sites::UNKNOWN_STACK;
+pub(crate) use super::sites::{set_max_stacks, StackId, DEFAULT_MAX_STACKS, OVERFLOW_STACK};
+
+// The public default and the table's must agree.
+const _: () = assert!(crate::Config::DEFAULT_MAX_STACKS == DEFAULT_MAX_STACKS as usize);
 /// The largest context id a thread can carry.
 pub(crate) const MAX_CONTEXT: u32 = guard::MAX_CONTEXT;
 
