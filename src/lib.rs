@@ -250,8 +250,12 @@ pub(crate) fn hand_over<T: Clone>(value: T) -> T {
     copy
 }
 
-/// Runs `f` with this thread's allocations untraced (frees are still seen).
+/// Runs `f` with this thread's allocations untraced: they are not recorded
+/// at any site. Frees are still seen (a traced block freed or reallocated
+/// in `f` leaves its site), and in sampled mode the bytes `f` allocates
+/// still count in `traced_memory()`, so the total never drifts whichever
+/// side frees them.
 pub fn untraced<R>(f: impl FnOnce() -> R) -> R {
-    let _ignore = hot::control::ignore();
+    let _untraced = hot::control::untraced_scope();
     f()
 }

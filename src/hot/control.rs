@@ -42,6 +42,13 @@ pub(crate) fn ignore() -> Ignore {
     Ignore { _guard: Guard::with(IGNORE) }
 }
 
+/// The program's untraced scope (`leaktrace::untraced`): allocations are not
+/// recorded; frees, and sampled mode's byte counts, go on (see `guard::UNTRACED`).
+#[inline]
+pub(crate) fn untraced_scope() -> Ignore {
+    Ignore { _guard: Guard::with(guard::UNTRACED) }
+}
+
 /// How [`begin`] records.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Recording {

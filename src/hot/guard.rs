@@ -35,6 +35,12 @@ use std::cell::Cell;
 
 pub(crate) const BUSY: u8 = 1;
 pub(crate) const IGNORE: u8 = 2;
+/// Set by the program's `leaktrace::untraced(...)`: its allocations are not
+/// recorded, but in sampled mode their bytes still count in the total and
+/// every free is still seen, so what the program frees inside or outside
+/// never makes the total drift (`IGNORE` is the tracker's own memory, which
+/// the tracker frees itself, under `IGNORE` again).
+pub(crate) const UNTRACED: u8 = 4;
 const GUARD_BITS: u32 = 0xff;
 const CONTEXT_SHIFT: u32 = 8;
 /// The largest context id the word can hold.

@@ -107,7 +107,13 @@ pub(in crate::hot) fn on_alloc(ptr: *mut u8, size: usize, state: u8) {
     if state == SAMPLED {
         // The fast path of sampled mode: a guard check, a per-thread count
         // and a per-thread countdown; no call, no lock, no shared write.
-        if guard::state() != 0 {
+        let g = guard::state();
+        if g != 0 {
+            // The program's untraced bytes count (their frees will), the
+            // tracker's own do not.
+            if g == guard::UNTRACED {
+                counters::add(size as isize);
+            }
             return;
         }
         counters::add(size as isize);
@@ -195,8 +201,8 @@ pub(in crate::hot) fn on_dealloc(ptr: *mut u8, size: usize, state: u8) {
     if state == SAMPLED {
         let state = guard::state();
         // Symmetric with `on_alloc`: the tracker's own blocks (allocated
-        // with a guard bit set) were never counted.
-        if state == 0 {
+        // with `BUSY` or `IGNORE` set) were never counted.
+        if state == 0 || state == guard::UNTRACED {
             counters::add(-(size as isize));
         }
         if !filter_maybe(ptr as usize) || state & guard::BUSY != 0 {
@@ -241,6 +247,8 @@ pub(in crate::hot) struct Moving {
     sampled: bool,
     /// `BUSY`, held across the inner realloc when a record moves.
     _busy: Option<Guard>,
+    /// In the program's untraced scope: the old record goes, no new one.
+    untraced: bool,
 }
 
 /// Sampled mode, a block that was surely not sampled: after the inner
@@ -271,8 +279,12 @@ pub(in crate::hot) fn on_realloc_unsampled(old_size: usize, new_ptr: *mut u8, ne
 #[inline(always)]
 pub(in crate::hot) fn on_realloc_begin(ptr: *mut u8, old_size: usize, state: u8) -> Moving {
     let sampled = state == SAMPLED;
-    let inactive = Moving { old: None, active: false, sampled, _busy: None };
-    if guard::state() != 0 {
+    let inactive = Moving { old: None, active: false, sampled, _busy: None, untraced: false };
+    let g = guard::state();
+    if g == guard::UNTRACED {
+        return realloc_take_untraced(ptr as usize, old_size, sampled);
+    }
+    if g != 0 {
         return inactive;
     }
     if sampled {
@@ -286,9 +298,22 @@ pub(in crate::hot) fn on_realloc_begin(ptr: *mut u8, old_size: usize, state: u8)
 #[inline(never)]
 fn realloc_take(addr: usize, sampled: bool) -> Moving {
     let Some(busy) = Guard::enter_hook() else {
-        return Moving { old: None, active: false, sampled, _busy: None };
+        return Moving { old: None, active: false, sampled, _busy: None, untraced: false };
     };
-    Moving { old: forget(addr, sampled), active: true, sampled, _busy: Some(busy) }
+    Moving { old: forget(addr, sampled), active: true, sampled, _busy: Some(busy), untraced: false }
+}
+
+/// A realloc in the program's untraced scope: the old block's free is seen
+/// (its record goes, or comes back if the realloc fails), the new block is
+/// not recorded; in sampled mode both sizes count in the total.
+#[cold]
+#[inline(never)]
+fn realloc_take_untraced(addr: usize, old_size: usize, sampled: bool) -> Moving {
+    let busy = Guard::with(guard::BUSY);
+    if sampled {
+        counters::add(-(old_size as isize));
+    }
+    Moving { old: forget(addr, sampled), active: true, sampled, _busy: Some(busy), untraced: true }
 }
 
 /// Called after the inner `realloc` returned `new_ptr` (null on failure).
@@ -298,6 +323,9 @@ pub(in crate::hot) fn on_realloc_end(m: Moving, ptr: *mut u8, old_size: usize, n
         return;
     }
     let sampled = m.sampled;
+    if m.untraced {
+        return realloc_put_untraced(m, ptr as usize, old_size, new_ptr.is_null(), new_size);
+    }
     if sampled && m.old.is_none() && !new_ptr.is_null() {
         // An unsampled block moved: count it, and count its growth down
         // (see `on_realloc_unsampled`).
@@ -308,6 +336,23 @@ pub(in crate::hot) fn on_realloc_end(m: Moving, ptr: *mut u8, old_size: usize, n
         }
     }
     realloc_put(m, ptr as usize, old_size, new_ptr as usize, new_size, sampled);
+}
+
+#[cold]
+#[inline(never)]
+fn realloc_put_untraced(m: Moving, addr: usize, old_size: usize, failed: bool, new_size: usize) {
+    let Moving { old, sampled, _busy, .. } = m;
+    if failed {
+        // The old block is still live: restore it as it was.
+        if sampled {
+            counters::add(old_size as isize);
+        }
+        if let Some((id, size, epoch)) = old {
+            store(addr, id, size, sampled, epoch);
+        }
+    } else if sampled {
+        counters::add(new_size as isize);
+    }
 }
 
 #[inline(never)]
