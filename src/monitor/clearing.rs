@@ -229,12 +229,19 @@ impl Worker {
         let (now_tick, now_seconds) = (last.tick, last.raw.monotonic_seconds);
         let window = self.settings.window as u64;
         let min_quiet = (self.settings.min_window as u64 / 2).max(3);
+        // Sampled mode: a site's estimate rises in steps of one sample's
+        // weight, and the steps bunch with the program's scheduling, so the
+        // rate of rises says little about the next quiet stretch (a real
+        // leak was cleared after one under load). A whole window without a
+        // rise there, the longest the monitor waits.
+        let sampled = last.sample_mean.is_some();
         let mut cleared = Vec::new();
         for st in self.sites.values_mut() {
             if st.phase != Phase::Reported {
                 continue;
             }
-            if now_tick.saturating_sub(st.last_rise_tick) < st.quiet_ticks(min_quiet, window) {
+            let quiet = if sampled { window } else { st.quiet_ticks(min_quiet, window) };
+            if now_tick.saturating_sub(st.last_rise_tick) < quiet {
                 continue;
             }
             st.phase = Phase::Cleared(now_tick);
