@@ -60,7 +60,7 @@ pub(crate) enum Recording {
 /// `depth` return addresses per block, `capture` as [`choose_capture`] gave.
 pub(crate) fn begin(recording: Recording, depth: usize, capture: u8, seed: Option<u64>) {
     STATE.store(OFF, Relaxed);
-    clear();
+    super::clear(true);
     counters::reset();
     CAPTURE.store(capture, Relaxed);
     DEPTH.store(depth.min(stack::MAX_DEPTH), Relaxed);
@@ -86,7 +86,7 @@ pub(crate) fn begin(recording: Recording, depth: usize, capture: u8, seed: Optio
 /// Turns the hooks off and clears the tables.
 pub(crate) fn end() {
     STATE.store(OFF, Relaxed);
-    clear();
+    super::clear(true);
 }
 
 /// Whether the hooks record anything.
@@ -153,7 +153,7 @@ pub(crate) fn capture_method() -> CaptureMethod {
 /// total (frees of them are ignored from now on); sampled mode: the total
 /// starts again from zero.
 pub(crate) fn clear() {
-    super::clear();
+    super::clear(!is_on());
 }
 
 /// `(current, peak)` traced bytes.

@@ -410,16 +410,21 @@ fn count_alloc_growth(id: sites::StackId, grown: usize, new_size: usize, sampled
 /// Clears all records. Exact mode: the cleared blocks' bytes leave the
 /// total (frees of them are ignored from now on); sampled mode: the total
 /// starts again from zero.
-pub(in crate::hot) fn clear() {
-    // Sampled mode, tracing on: the free filter is zeroed before the shards
-    // are cleared, never after. Zeroed after, a block sampled into an
-    // already-cleared shard in between would keep its record but lose its
-    // filter bit: its free would skip the lookup and it would stay live
-    // forever. Zeroed first, a block recorded in between either lands in a
-    // shard not yet cleared (and goes with it, its bit left set: a harmless
-    // "maybe") or in a cleared one, with its bit.
-    for f in FILTER.iter() {
-        f.store(0, Relaxed);
+pub(in crate::hot) fn clear(hooks_off: bool) {
+    // The free filter counts sampled records per bucket. It is zeroed only
+    // while the hooks are off (`start()`, `stop()`). With tracing on
+    // (`clear_traces()`) zeroing it races with the hooks either way round:
+    // zeroed after the shards are cleared, a block sampled into an
+    // already-cleared shard in between loses its count; zeroed before, the
+    // free of a record not yet cleared takes away the count of a block
+    // recorded since, in the same bucket. Either block's free then skips
+    // the lookup and it stays live forever. Left as it is, the filter only
+    // over-counts, for the records the clear dropped: frees in those buckets
+    // take the lookup they did not need, until the next `start()`.
+    if hooks_off {
+        for f in FILTER.iter() {
+            f.store(0, Relaxed);
+        }
     }
     let bytes = BLOCKS.clear();
     STACKS.reset_alloc_totals();
