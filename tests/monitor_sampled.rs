@@ -41,7 +41,7 @@ fn body() {
         leaktrace::start(sampled(seed));
         let dir = scratch_dir(&format!("sampled-{seed}"));
         let o = scenario::run(&dir, true, scenario::LEAK_START + 70);
-        took.push((seed, scenario::check(&o, 50)));
+        took.push((seed, scenario::check(&o, 50, true)));
         let _ = std::fs::remove_dir_all(&dir);
     }
     eprintln!("sampled: leak named after (seed, ticks) {took:?}");
