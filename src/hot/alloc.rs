@@ -1,6 +1,7 @@
 //! The `GlobalAlloc` implementation, and nothing else.
 
 use super::{filter_maybe, guard, on_alloc, on_dealloc, on_realloc_begin, on_realloc_end, on_realloc_unsampled};
+use super::{sampled_alloc_fast, sampled_free_fast, sampled_realloc_fast};
 use super::{OFF, SAMPLED, STATE};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::Ordering::Relaxed;
@@ -107,6 +108,8 @@ impl<A: GlobalAlloc> TrackingAllocator<A> {
     /// `alloc` while tracing. `STATE` is loaded again after the inner call
     /// rather than kept in a callee-saved register across it: one load
     /// instead of a push, a pop and a move on sampled mode's fast path.
+    /// Everything past sampled mode's fast path is a tail call, so the
+    /// fast path keeps only the size across the inner call.
     ///
     /// # Safety
     ///
@@ -115,11 +118,7 @@ impl<A: GlobalAlloc> TrackingAllocator<A> {
     unsafe fn alloc_traced(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout (this function's duty).
         let p = unsafe { self.inner.alloc(layout) };
-        let state = STATE.load(Relaxed);
-        if state != OFF && !p.is_null() {
-            on_alloc(p, layout.size(), state);
-        }
-        p
+        Self::after_alloc(p, layout.size())
     }
 
     /// `alloc_zeroed` while tracing, as [`Self::alloc_traced`].
@@ -131,10 +130,30 @@ impl<A: GlobalAlloc> TrackingAllocator<A> {
     unsafe fn alloc_zeroed_traced(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's layout (this function's duty).
         let p = unsafe { self.inner.alloc_zeroed(layout) };
-        let state = STATE.load(Relaxed);
-        if state != OFF && !p.is_null() {
-            on_alloc(p, layout.size(), state);
+        Self::after_alloc(p, layout.size())
+    }
+
+    /// Records (or counts) the block the inner allocator returned; returns it.
+    #[inline(always)]
+    fn after_alloc(p: *mut u8, size: usize) -> *mut u8 {
+        if p.is_null() {
+            return p;
         }
+        let state = STATE.load(Relaxed);
+        if state == SAMPLED && sampled_alloc_fast(size) {
+            return p;
+        }
+        if state == OFF {
+            return p;
+        }
+        Self::alloc_slow(p, size, state)
+    }
+
+    /// Everything [`Self::after_alloc`]'s fast path does not do.
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(p: *mut u8, size: usize, state: u8) -> *mut u8 {
+        on_alloc(p, size, state);
         p
     }
 
@@ -145,6 +164,21 @@ impl<A: GlobalAlloc> TrackingAllocator<A> {
     /// The caller's duties of `GlobalAlloc::dealloc` for `ptr` and `layout`.
     #[inline(never)]
     unsafe fn dealloc_traced(&self, ptr: *mut u8, layout: Layout, state: u8) {
+        if state == SAMPLED && sampled_free_fast(ptr, layout.size()) {
+            // SAFETY: `ptr` came from `inner` with `layout` (this function's duty).
+            return unsafe { self.inner.dealloc(ptr, layout) };
+        }
+        // SAFETY: this function's duties, passed on.
+        unsafe { self.dealloc_slow(ptr, layout, state) }
+    }
+
+    /// Everything [`Self::dealloc_traced`]'s fast path does not do.
+    ///
+    /// # Safety
+    ///
+    /// As [`Self::dealloc_traced`].
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, ptr: *mut u8, layout: Layout, state: u8) {
         on_dealloc(ptr, layout.size(), state);
         // SAFETY: `ptr` came from `inner` with `layout` (this function's duty).
         unsafe { self.inner.dealloc(ptr, layout) }
@@ -162,11 +196,22 @@ impl<A: GlobalAlloc> TrackingAllocator<A> {
             // The common case of sampled mode: no record to move.
             // SAFETY: forwarded unchanged (this function's duty).
             let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
-            on_realloc_unsampled(layout.size(), p, new_size);
-            return p;
+            if p.is_null() || sampled_realloc_fast(layout.size(), new_size) {
+                return p;
+            }
+            return Self::realloc_unsampled_slow(layout.size(), p, new_size);
         }
         // SAFETY: as above.
         unsafe { self.realloc_moving(ptr, layout, new_size, state) }
+    }
+
+    /// Everything [`Self::realloc_traced`]'s fast path does not do for a
+    /// block that was not sampled.
+    #[cold]
+    #[inline(never)]
+    fn realloc_unsampled_slow(old_size: usize, p: *mut u8, new_size: usize) -> *mut u8 {
+        on_realloc_unsampled(old_size, p, new_size);
+        p
     }
 
     /// `realloc` of a block that may have a record to move: kept out of

@@ -195,7 +195,7 @@ pub(crate) fn next_epoch() -> u64 {
 pub(crate) fn for_each_block(mut f: impl FnMut(StackId, usize, u16, usize)) {
     for i in 0..BlockTable::shard_count() {
         let shard = BLOCKS.lock_shard(i);
-        for (key, &word) in shard.iter() {
+        for (key, word) in shard.blocks() {
             let (stack, size) = unpack(word);
             f(stack, size, key.epoch(), key.addr());
         }

@@ -39,6 +39,10 @@ thread_local! {
     /// This thread's slot: an index, `UNASSIGNED` or `SHARED`. `const` and
     /// without destructor, so readable during thread exit.
     static SLOT: Cell<u16> = const { Cell::new(UNASSIGNED) };
+    /// This thread's slot itself, while it has one: what the fast path
+    /// reads (one thread-local load and a null test, no index arithmetic).
+    /// `None` sends [`add`] to its slow path: no slot yet, or `SHARED`.
+    static FAST: Cell<Option<&'static AtomicIsize>> = const { Cell::new(None) };
     /// Hands the slot back when the thread exits.
     static RELEASE: SlotRelease = const { SlotRelease };
 }
@@ -47,6 +51,7 @@ struct SlotRelease;
 
 impl Drop for SlotRelease {
     fn drop(&mut self) {
+        let _ = FAST.try_with(|f| f.set(None));
         let Ok(i) = SLOT.try_with(|s| s.replace(SHARED)) else {
             return;
         };
@@ -61,17 +66,47 @@ impl Drop for SlotRelease {
 /// Adds `delta` bytes to the total.
 #[inline]
 pub(crate) fn add(delta: isize) {
+    if let Some(slot) = fast_slot() {
+        // Only this thread writes its slot: load and store, no lock prefix.
+        match fits(slot, delta) {
+            Some(p) => slot.store(p, Relaxed),
+            None => {
+                let p = slot.load(Relaxed) + delta;
+                slot.store(0, Relaxed);
+                publish(p);
+            }
+        }
+    } else {
+        add_slow(delta);
+    }
+}
+
+/// This thread's slot, when it has one (for fast paths that check first
+/// and commit with [`fits`] and a store only when nothing else is due).
+#[inline(always)]
+pub(crate) fn fast_slot() -> Option<&'static AtomicIsize> {
+    FAST.try_with(Cell::get).ok().flatten()
+}
+
+/// The slot's pending bytes after adding `delta`, when they stay below the
+/// flush threshold (the caller then stores them); `None` when the add must
+/// go through [`add`].
+#[inline(always)]
+pub(crate) fn fits(slot: &AtomicIsize, delta: isize) -> Option<isize> {
+    let p = slot.load(Relaxed).wrapping_add(delta);
+    (-FLUSH..FLUSH).contains(&p).then_some(p)
+}
+
+/// [`add`] for a thread without a slot: takes one, or adds to `GLOBAL`.
+#[cold]
+#[inline(never)]
+fn add_slow(delta: isize) {
     let i = SLOT.try_with(Cell::get).unwrap_or(SHARED);
     if (i as usize) < SLOTS {
         let slot = &PENDING[i as usize].0;
-        // Only this thread writes its slot: load and store, no lock prefix.
         let p = slot.load(Relaxed) + delta;
-        if (-FLUSH..FLUSH).contains(&p) {
-            slot.store(p, Relaxed);
-        } else {
-            slot.store(0, Relaxed);
-            publish(p);
-        }
+        slot.store(0, Relaxed);
+        publish(p);
     } else if i == UNASSIGNED {
         assign();
         add(delta);
@@ -114,6 +149,9 @@ fn assign() {
         got = SHARED;
     }
     let _ = SLOT.try_with(|s| s.set(got));
+    if (got as usize) < SLOTS {
+        let _ = FAST.try_with(|f| f.set(Some(&PENDING[got as usize].0)));
+    }
 }
 
 /// The total: `GLOBAL` plus every slot's pending bytes.

@@ -67,6 +67,22 @@ pub(crate) fn countdown(size: usize) -> bool {
         .unwrap_or(true)
 }
 
+/// The countdown left after `size` more bytes, when it is not crossed
+/// (the caller commits it with [`set_left`] once nothing else is due);
+/// `None` when it is crossed.
+#[inline(always)]
+pub(crate) fn fast_left(size: usize) -> Option<i64> {
+    // As in `countdown`: never wraps.
+    let left = COUNTDOWN.try_with(Cell::get).unwrap_or(0).wrapping_sub(size as i64);
+    (left > 0).then_some(left)
+}
+
+/// Commits a countdown [`fast_left`] returned.
+#[inline(always)]
+pub(crate) fn set_left(left: i64) {
+    let _ = COUNTDOWN.try_with(|c| c.set(left));
+}
+
 /// The slow path, after [`countdown`] returned false: whether this
 /// allocation of `size` bytes is sampled. Draws the next distance; a thread
 /// that has not drawn since the last `start()` draws its first one here.

@@ -16,7 +16,6 @@
 //! block is counted as untracked instead.
 
 use super::guard::{Guard, BUSY};
-use hashbrown::HashMap;
 use parking_lot::{Mutex, MutexGuard};
 use std::hash::{BuildHasher, Hasher};
 use std::ptr;
@@ -526,7 +525,7 @@ impl std::hash::Hash for BlockKey {
     }
 }
 
-type BlockMap = HashMap<BlockKey, u64, AddrHash>;
+use super::blockmap::BlockMap;
 
 const SHARDS: usize = 128;
 
@@ -560,7 +559,7 @@ impl std::ops::DerefMut for ShardGuard<'_> {
 
 impl BlockTable {
     pub(crate) const fn new() -> Self {
-        BlockTable { shards: [const { Shard(Mutex::new(HashMap::with_hasher(AddrHash))) }; SHARDS] }
+        BlockTable { shards: [const { Shard(Mutex::new(BlockMap::new())) }; SHARDS] }
     }
 
     /// The shard of an address: by 64 KiB region, not by address. Each
@@ -589,20 +588,13 @@ impl BlockTable {
     #[inline]
     pub(crate) fn insert(&self, addr: usize, stack: StackId, size: usize, epoch: u16) -> Result<Option<usize>, ()> {
         let mut map = self.shards[Self::shard_of(addr)].0.lock();
-        if map.try_reserve(1).is_err() {
-            return Err(());
-        }
         // An address is only present already if its free was never seen
         // (freed while a hook ran on that thread): the new record replaces
-        // it, key and all (`insert` would keep the stale key's epoch).
+        // it, key (with its epoch) and all.
         let key = BlockKey::born(addr, epoch);
-        match map.insert(key, pack(stack, size)) {
+        match map.try_insert(key.0, pack(stack, size))? {
             None => Ok(None),
-            Some(old) => {
-                map.remove(&key);
-                map.insert(key, pack(stack, size));
-                Ok(Some(unpack(old).1))
-            }
+            Some(old) => Ok(Some(unpack(old).1)),
         }
     }
 
@@ -611,9 +603,9 @@ impl BlockTable {
     #[inline]
     pub(crate) fn remove(&self, addr: usize) -> Option<(StackId, usize, u16)> {
         let mut map = self.shards[Self::shard_of(addr)].0.lock();
-        let (key, word) = map.remove_entry(&BlockKey::at(addr))?;
+        let (key, word) = map.remove(BlockKey::at(addr).0)?;
         let (stack, size) = unpack(word);
-        Some((stack, size, key.epoch()))
+        Some((stack, size, BlockKey(key).epoch()))
     }
 
     /// Forgets every block, shard by shard; returns the bytes they held.
@@ -621,27 +613,22 @@ impl BlockTable {
         let mut total = 0;
         for i in 0..SHARDS {
             let mut map = self.lock_shard(i);
-            total += map.values().map(|&w| unpack(w).1).sum::<usize>();
+            total += map.iter().map(|(_, w)| unpack(w).1).sum::<usize>();
             map.clear();
-            map.shrink_to_fit();
         }
         total
     }
 
-    /// Bytes held by the tables' buckets (key, value and control byte each).
+    /// Bytes held by the tables' slots.
     pub(crate) fn memory(&self) -> usize {
-        (0..SHARDS)
-            .map(|i| {
-                let cap = self.lock_shard(i).capacity();
-                if cap == 0 {
-                    0
-                } else {
-                    // hashbrown keeps capacity at 7/8 of its buckets.
-                    let buckets = (cap * 8 / 7).next_power_of_two();
-                    buckets * (std::mem::size_of::<(usize, u64)>() + 1)
-                }
-            })
-            .sum()
+        (0..SHARDS).map(|i| self.lock_shard(i).memory()).sum()
+    }
+}
+
+impl ShardGuard<'_> {
+    /// The shard's blocks: `(key, packed record)`.
+    pub(crate) fn blocks(&self) -> impl Iterator<Item = (BlockKey, u64)> + '_ {
+        self.map.iter().map(|(k, w)| (BlockKey(k), w))
     }
 }
 

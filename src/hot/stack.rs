@@ -246,9 +246,15 @@ pub(crate) fn capture_fp(buf: &mut [MaybeUninit<usize>]) -> Option<usize> {
     let low = std::ptr::addr_of!(marker) as usize;
     let mut fp = frame_pointer();
     let mut n = 0;
+    // The chain only goes up (a record whose next is not above it ends the
+    // walk), so the lower bound needs checking once, not per frame.
+    if fp < low {
+        return Some(0);
+    }
+    let top = high - 2 * 8;
     // A frame record is two words: [fp] = caller's fp, [fp + 8] = return address.
     while n < buf.len() {
-        if fp < low || fp % std::mem::align_of::<usize>() != 0 || fp > high - 2 * 8 {
+        if fp > top || fp % std::mem::align_of::<usize>() != 0 {
             break;
         }
         // `fp .. fp + 16` lies within `[low, high)`, the mapped, live part
