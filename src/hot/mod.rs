@@ -27,6 +27,7 @@ mod sample;
 mod scope;
 mod sites;
 mod stack;
+mod sync;
 
 pub use alloc::TrackingAllocator;
 
