@@ -28,6 +28,9 @@ mod sample;
 mod scope;
 mod sites;
 mod stack;
+#[cfg(all(test, feature = "loom"))]
+mod stack_table_loom;
+mod sync;
 
 pub use alloc::TrackingAllocator;
 

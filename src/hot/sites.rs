@@ -14,12 +14,17 @@
 //! with the `BUSY` guard bit set, so it goes to the inner allocator untracked,
 //! and every one is fallible: when memory for the tables cannot be had the
 //! block is counted as untracked instead.
+//!
+//! The stack table's code is in `stack_table.rs`, written against the shim
+//! `super::sync`, so that loom can check its insert and lookup
+//! (`stack_table_loom.rs`, `cargo test --lib --features loom loom`).
 
 use super::guard::{Guard, BUSY};
+use super::sync;
 use parking_lot::{Mutex, MutexGuard};
 use std::hash::{BuildHasher, Hasher};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
 
 /// An interned stack's id. Ids fit in 24 bits (see [`pack`]); the top two
 /// are [`OVERFLOW_STACK`] and [`UNKNOWN_STACK`].
@@ -70,352 +75,37 @@ pub(crate) fn mix(x: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-/// Hashes a stack: a folded multiply per pair of frames (wyhash's step:
-/// the two halves of one 64x64->128 product of the pair, each xored with
-/// the running hash or a constant, xored together), so 30-odd frames cost
-/// 15 multiplies in a short dependency chain instead of 30 (an Fx-style
-/// multiply-rotate per frame was 36M of 286M instructions exact mode added,
-/// frame-pointer build, perf-leaktrace --scale 0.02); then one
-/// [`mix`] so both the index's low bits and the tag's high bits are spread.
-#[inline]
-fn hash_stack(ips: &[usize], context: u32) -> u64 {
-    #[inline(always)]
-    fn fold(a: u64, b: u64) -> u64 {
-        let p = a as u128 * b as u128;
-        (p as u64) ^ ((p >> 64) as u64)
-    }
-    const K0: u64 = 0xa076_1d64_78bd_642f;
-    const K1: u64 = 0xe703_7ed1_a0b4_28db;
-    let mut h = ips.len() as u64 ^ ((context as u64) << 32);
-    let mut pairs = ips.chunks_exact(2);
-    for p in &mut pairs {
-        h = fold(p[0] as u64 ^ h ^ K0, p[1] as u64 ^ K1);
-    }
-    if let [last] = pairs.remainder() {
-        h = fold(*last as u64 ^ h ^ K0, K1);
-    }
-    mix(h)
-}
+/// Fixed-point unit of a stack's allocation count (`alloc_units` in its
+/// totals): blocks are counted in units of 1/`COUNT_UNIT` block, so sampled
+/// mode's per-sample weights add up without rounding each one.
+pub(crate) const COUNT_UNIT: u64 = 1 << 16;
 
 // ---------------------------------------------------------------- stacks
 
-/// One interned stack. Written once under the insert lock, before the index
-/// slot that names it is published with `Release`, and never again: its
-/// allocation totals live apart, in [`StackTotals`], so that the counters
-/// every recorded block bumps do not keep taking the cache line that
-/// lookups of the same stack read from another core.
-struct StackSlot {
-    hash: AtomicU64,
-    ips: AtomicPtr<usize>,
-    len: AtomicU32,
-    /// The allocation context the stack was captured under: part of its
-    /// identity, so the same code path under two routes is two stacks.
-    context: AtomicU32,
-}
+// The table's code lives in `stack_table.rs`, written against the names of
+// `super::sync` (here the real shim), so that the loom model tests
+// (`stack_table_loom.rs`) can compile the very same code against loom.
+#[path = "stack_table.rs"]
+mod stack_table;
 
-/// One stack's allocation totals (relaxed statistics counters), in segments
-/// parallel to the [`StackSlot`] segments.
-struct StackTotals {
-    /// Bytes allocated at this stack since `start()` (estimated in sampled mode).
-    alloc_bytes: AtomicU64,
-    /// Blocks allocated at this stack since `start()`, in units of
-    /// 1/[`COUNT_UNIT`] block, so sampled mode's per-sample weights add up
-    /// without rounding each one.
-    alloc_units: AtomicU64,
-}
-
-/// Fixed-point unit of [`StackTotals::alloc_units`].
-pub(crate) const COUNT_UNIT: u64 = 1 << 16;
-
-const FIRST_SEGMENT: usize = 256;
-/// Segment `k` holds `FIRST_SEGMENT << k` slots; 16 segments cover every id
-/// below `UNKNOWN_STACK`.
-const SEGMENTS: usize = 16;
-
-/// The open-addressing index from stack hash to id. Slot layout:
-///
-/// | bits   | meaning                         |
-/// |--------|---------------------------------|
-/// | 63..32 | upper half of the stack's hash  |
-/// | 31..0  | id + 1 (0 = empty slot)         |
-struct Index {
-    mask: usize,
-    slots: *const AtomicU64,
-}
-
-pub(crate) struct StackTable {
-    segments: [AtomicPtr<StackSlot>; SEGMENTS],
-    /// Segment `k` of totals has as many entries as `segments[k]`.
-    totals: [AtomicPtr<StackTotals>; SEGMENTS],
-    len: AtomicU32,
-    /// The current index. Replaced ones are leaked, never freed, because a
-    /// reader may still be probing them; their total is below the final
-    /// index's size.
-    index: AtomicPtr<Index>,
-    insert_lock: Mutex<()>,
-    /// Allocation totals of [`OVERFLOW_STACK`] (it has no slot).
-    overflow_bytes: AtomicU64,
-    overflow_units: AtomicU64,
-}
-
-// SAFETY: all shared state is atomics or behind `insert_lock`; the raw
-// pointers point to leaked, never-freed memory that is only written before
-// being published.
-unsafe impl Sync for StackTable {}
+#[cfg(test)]
+use stack_table::hash_stack;
+pub(crate) use stack_table::StackTable;
+use stack_table::SEGMENTS;
 
 impl StackTable {
+    /// An empty table: `const`, for the allocator's static.
     pub(crate) const fn new() -> Self {
         StackTable {
-            segments: [const { AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
-            totals: [const { AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
-            len: AtomicU32::new(0),
-            index: AtomicPtr::new(ptr::null_mut()),
-            insert_lock: Mutex::new(()),
-            overflow_bytes: AtomicU64::new(0),
-            overflow_units: AtomicU64::new(0),
+            segments: [const { sync::AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
+            totals: [const { sync::AtomicPtr::new(ptr::null_mut()) }; SEGMENTS],
+            len: sync::AtomicU32::new(0),
+            index: sync::AtomicPtr::new(ptr::null_mut()),
+            insert_lock: sync::Mutex::new(()),
+            overflow_bytes: sync::AtomicU64::new(0),
+            overflow_units: sync::AtomicU64::new(0),
         }
     }
-
-    /// How many stacks are interned.
-    pub(crate) fn len(&self) -> usize {
-        self.len.load(Acquire) as usize
-    }
-
-    fn locate(id: StackId) -> (usize, usize) {
-        // Segment k starts at FIRST_SEGMENT * (2^k - 1).
-        let q = id as usize / FIRST_SEGMENT + 1;
-        let k = (usize::BITS - 1 - q.leading_zeros()) as usize;
-        let start = FIRST_SEGMENT * ((1 << k) - 1);
-        (k, id as usize - start)
-    }
-
-    fn slot(&self, id: StackId) -> Option<&StackSlot> {
-        let (k, off) = Self::locate(id);
-        let seg = self.segments.get(k)?.load(Acquire);
-        if seg.is_null() {
-            return None;
-        }
-        // SAFETY: segment `k` was allocated with `FIRST_SEGMENT << k` slots
-        // and `off` is below that by construction of `locate`; segments are
-        // never freed.
-        Some(unsafe { &*seg.add(off) })
-    }
-
-    fn totals(&self, id: StackId) -> Option<&StackTotals> {
-        let (k, off) = Self::locate(id);
-        let seg = self.totals.get(k)?.load(Acquire);
-        if seg.is_null() {
-            return None;
-        }
-        // SAFETY: as in `slot`: totals segment `k` has `FIRST_SEGMENT << k`
-        // entries, `off` is below that, and segments are never freed.
-        Some(unsafe { &*seg.add(off) })
-    }
-
-    /// The context stack `id` was captured under (0 for none or unknown ids).
-    pub(crate) fn context(&self, id: StackId) -> u32 {
-        if id >= self.len.load(Acquire) {
-            return 0;
-        }
-        self.slot(id).map_or(0, |s| s.context.load(Relaxed))
-    }
-
-    /// Adds an allocation of `bytes` and `units` (see [`COUNT_UNIT`]) to
-    /// stack `id`'s totals.
-    #[inline]
-    pub(crate) fn count_alloc(&self, id: StackId, bytes: u64, units: u64) {
-        if id >= OVERFLOW_STACK {
-            if id == OVERFLOW_STACK {
-                self.overflow_bytes.fetch_add(bytes, Relaxed);
-                self.overflow_units.fetch_add(units, Relaxed);
-            }
-            return;
-        }
-        if let Some(t) = self.totals(id) {
-            t.alloc_bytes.fetch_add(bytes, Relaxed);
-            t.alloc_units.fetch_add(units, Relaxed);
-        }
-    }
-
-    /// Stack `id`'s allocation totals: `(bytes, blocks)`.
-    pub(crate) fn alloc_totals(&self, id: StackId) -> (u64, u64) {
-        if id == OVERFLOW_STACK {
-            let units = self.overflow_units.load(Relaxed);
-            return (self.overflow_bytes.load(Relaxed), (units + COUNT_UNIT / 2) / COUNT_UNIT);
-        }
-        if id >= self.len.load(Acquire) {
-            return (0, 0);
-        }
-        self.totals(id).map_or((0, 0), |s| {
-            let units = s.alloc_units.load(Relaxed);
-            (s.alloc_bytes.load(Relaxed), (units + COUNT_UNIT / 2) / COUNT_UNIT)
-        })
-    }
-
-    /// Zeroes every stack's allocation totals (at `start()` and `clear_traces()`).
-    pub(crate) fn reset_alloc_totals(&self) {
-        for id in 0..self.len.load(Acquire) {
-            if let Some(t) = self.totals(id) {
-                t.alloc_bytes.store(0, Relaxed);
-                t.alloc_units.store(0, Relaxed);
-            }
-        }
-        self.overflow_bytes.store(0, Relaxed);
-        self.overflow_units.store(0, Relaxed);
-    }
-
-    /// The return addresses of stack `id` (empty for unknown ids).
-    pub(crate) fn get(&self, id: StackId) -> &[usize] {
-        if id >= self.len.load(Acquire) {
-            return &[];
-        }
-        let Some(slot) = self.slot(id) else {
-            return &[];
-        };
-        let p = slot.ips.load(Acquire);
-        let len = slot.len.load(Acquire) as usize;
-        if p.is_null() {
-            return &[];
-        }
-        // SAFETY: `p` points to `len` addresses written before `len` was
-        // published (Release in `insert_slow`, Acquire above), leaked and
-        // never written again.
-        unsafe { std::slice::from_raw_parts(p, len) }
-    }
-
-    fn lookup(&self, ips: &[usize], context: u32, hash: u64) -> Option<StackId> {
-        let idx = self.index.load(Acquire);
-        if idx.is_null() {
-            return None;
-        }
-        // SAFETY: index objects are leaked once published, never freed.
-        let idx = unsafe { &*idx };
-        let mut i = (hash as usize) & idx.mask;
-        loop {
-            // SAFETY: `i <= mask` and the index has `mask + 1` slots.
-            let s = unsafe { &*idx.slots.add(i) }.load(Acquire);
-            if s == 0 {
-                return None;
-            }
-            if s >> 32 == hash >> 32 {
-                let id = (s & 0xffff_ffff) as StackId - 1;
-                if let Some(slot) = self.slot(id) {
-                    if slot.hash.load(Relaxed) == hash && slot.context.load(Relaxed) == context && self.get(id) == ips {
-                        return Some(id);
-                    }
-                }
-            }
-            i = (i + 1) & idx.mask;
-        }
-    }
-
-    /// The id of this stack under `context`, interning it when new;
-    /// [`OVERFLOW_STACK`] when the table holds [`MAX_STACKS`] stacks already.
-    /// `None` when memory for it cannot be had. Must run with `BUSY` set.
-    #[inline]
-    pub(crate) fn intern(&self, ips: &[usize], context: u32) -> Option<StackId> {
-        let hash = hash_stack(ips, context);
-        if let Some(id) = self.lookup(ips, context, hash) {
-            return Some(id);
-        }
-        self.insert_slow(ips, context, hash, MAX_STACKS.load(Relaxed))
-    }
-
-    /// [`Self::intern`] with a cap of `cap` stacks instead of [`MAX_STACKS`].
-    #[cfg(test)]
-    fn intern_capped(&self, ips: &[usize], context: u32, cap: u32) -> Option<StackId> {
-        let hash = hash_stack(ips, context);
-        self.lookup(ips, context, hash).or_else(|| self.insert_slow(ips, context, hash, cap))
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn insert_slow(&self, ips: &[usize], context: u32, hash: u64, cap: u32) -> Option<StackId> {
-        let _lock = self.insert_lock.lock();
-        if let Some(id) = self.lookup(ips, context, hash) {
-            return Some(id);
-        }
-        let id = self.len.load(Relaxed);
-        if id >= cap.min(OVERFLOW_STACK) {
-            return Some(OVERFLOW_STACK);
-        }
-        self.ensure_index(id as usize + 1)?;
-        let (k, _) = Self::locate(id);
-        if self.segments[k].load(Relaxed).is_null() {
-            let seg = alloc_zeroed_slice::<StackSlot>(FIRST_SEGMENT << k)?;
-            self.segments[k].store(seg, Release);
-        }
-        if self.totals[k].load(Relaxed).is_null() {
-            let seg = alloc_zeroed_slice::<StackTotals>(FIRST_SEGMENT << k)?;
-            self.totals[k].store(seg, Release);
-        }
-        let copy = alloc_zeroed_slice::<usize>(ips.len().max(1))?;
-        // SAFETY: `copy` has room for `ips.len()` words and does not overlap
-        // the caller's buffer.
-        unsafe { ptr::copy_nonoverlapping(ips.as_ptr(), copy, ips.len()) };
-        let slot = self.slot(id)?;
-        slot.hash.store(hash, Relaxed);
-        slot.context.store(context, Relaxed);
-        slot.ips.store(copy, Release);
-        slot.len.store(ips.len() as u32, Release);
-        self.len.store(id + 1, Release);
-        // SAFETY: `ensure_index` published a non-null index with room.
-        let idx = unsafe { &*self.index.load(Relaxed) };
-        Self::place(idx, hash, id);
-        Some(id)
-    }
-
-    fn place(idx: &Index, hash: u64, id: StackId) {
-        let mut i = (hash as usize) & idx.mask;
-        loop {
-            // SAFETY: `i <= mask`, within the index's slots.
-            let slot = unsafe { &*idx.slots.add(i) };
-            if slot.load(Relaxed) == 0 {
-                slot.store((hash & !0xffff_ffff) | (id as u64 + 1), Release);
-                return;
-            }
-            i = (i + 1) & idx.mask;
-        }
-    }
-
-    /// Makes sure the index can take `count` entries at a load of at most
-    /// one half; rebuilds it twice as large when not. Under the insert lock.
-    fn ensure_index(&self, count: usize) -> Option<()> {
-        let cur = self.index.load(Relaxed);
-        // SAFETY: a published index is never freed.
-        let cap = if cur.is_null() { 0 } else { unsafe { (*cur).mask + 1 } };
-        if count * 2 <= cap {
-            return Some(());
-        }
-        let new_cap = (cap * 2).max(1024);
-        let slots = alloc_zeroed_slice::<AtomicU64>(new_cap)?;
-        let idx_ptr = alloc_zeroed_slice::<Index>(1)?;
-        // SAFETY: `idx_ptr` is a fresh, exclusively owned allocation for one Index.
-        unsafe { idx_ptr.write(Index { mask: new_cap - 1, slots }) };
-        // SAFETY: just initialised.
-        let idx = unsafe { &*idx_ptr };
-        for id in 0..self.len.load(Relaxed) {
-            if let Some(slot) = self.slot(id) {
-                Self::place(idx, slot.hash.load(Relaxed), id);
-            }
-        }
-        self.index.store(idx_ptr, Release);
-        Some(())
-    }
-}
-
-/// Allocates `n` zeroed `T`s through the global allocator (which, with
-/// `BUSY` set, forwards straight to the inner allocator) and leaks them.
-fn alloc_zeroed_slice<T>(n: usize) -> Option<*mut T> {
-    let layout = std::alloc::Layout::array::<T>(n).ok()?;
-    let _busy = Guard::with(BUSY);
-    // SAFETY: `layout` has a non-zero size (n >= 1, T is not a ZST here).
-    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
-    if p.is_null() {
-        return None;
-    }
-    STACK_TABLE_BYTES.fetch_add(layout.size(), Relaxed);
-    Some(p)
 }
 
 // ---------------------------------------------------------------- blocks
@@ -659,11 +349,11 @@ mod tests {
     #[test]
     fn segments_cover_ids_without_gaps() {
         let mut expect = (0usize, 0usize);
-        for id in 0..(FIRST_SEGMENT * 7) as StackId {
+        for id in 0..(sync::FIRST_SEGMENT * 7) as StackId {
             let (k, off) = StackTable::locate(id);
             assert_eq!((k, off), expect, "id {id}");
             expect.1 += 1;
-            if expect.1 == FIRST_SEGMENT << expect.0 {
+            if expect.1 == sync::FIRST_SEGMENT << expect.0 {
                 expect = (expect.0 + 1, 0);
             }
         }
@@ -691,6 +381,18 @@ mod tests {
         TABLE.count_alloc(other, 1024, COUNT_UNIT * 3);
         assert_eq!(TABLE.alloc_totals(other), (1024, 3));
         assert_eq!(TABLE.get(UNKNOWN_STACK), &[] as &[usize]);
+    }
+
+    #[test]
+    fn the_lock_free_lookup_finds_interned_stacks_only() {
+        static TABLE: StackTable = StackTable::new();
+        assert_eq!(TABLE.find(&[1, 2], 0), None);
+        assert_eq!(TABLE.indexed(hash_stack(&[1, 2], 0)), None);
+        let id = TABLE.intern(&[1, 2], 0).unwrap();
+        assert_eq!(TABLE.find(&[1, 2], 0), Some(id));
+        assert_eq!(TABLE.indexed(hash_stack(&[1, 2], 0)), Some(id));
+        assert_eq!(TABLE.find(&[1, 2], 3), None, "another context is another stack");
+        assert_eq!(TABLE.find(&[2, 1], 0), None);
     }
 
     #[test]
