@@ -136,7 +136,11 @@ fn run_build(root: &Path, target: &Path, build: &str, criterion_args: &[String])
     std::fs::create_dir_all(&home).map_err(|e| format!("{}: {e}", home.display()))?;
     let mut args: Vec<String> =
         ["bench", "--bench", "alloc_system", "--bench", "alloc_modes", "--target-dir"].map(String::from).to_vec();
-    args.push(target_dir.display().to_string());
+    // As the report shows it: relative to the workspace root (the cwd).
+    args.push(match target_dir.strip_prefix(root) {
+        Ok(rel) => format!("./{}", rel.display()),
+        Err(_) => target_dir.display().to_string(),
+    });
     if !criterion_args.is_empty() {
         args.push("--".into());
         args.extend(criterion_args.iter().cloned());

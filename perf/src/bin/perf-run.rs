@@ -308,8 +308,17 @@ fn target_dir(root: &Path) -> Result<PathBuf, String> {
     v["target_directory"].as_str().map(PathBuf::from).ok_or_else(|| "cargo metadata: no target_directory".into())
 }
 
+/// `path` as the reports show it: relative to the workspace root (`./target`)
+/// when it is inside it, so that no report names the machine it was made on.
+fn shown(root: &Path, path: &Path) -> String {
+    match path.strip_prefix(root) {
+        Ok(rel) => format!("./{}", rel.display()),
+        Err(_) => path.display().to_string(),
+    }
+}
+
 /// The cargo invocation for `build`, as words (for the report) and as a
-/// command.
+/// command (run from the workspace root, so the relative target dir is the same).
 fn build_command(root: &Path, build: &Build) -> (String, Command) {
     let mut args = vec!["build".to_string(), "--release".into(), "-p".into(), "leaktrace-perf".into()];
     for b in BINS {
@@ -317,7 +326,7 @@ fn build_command(root: &Path, build: &Build) -> (String, Command) {
         args.push(b.into());
     }
     args.push("--target-dir".into());
-    args.push(build.target_dir.display().to_string());
+    args.push(shown(root, &build.target_dir));
     let mut cmd = Command::new(cargo());
     cmd.args(&args).current_dir(root).env_remove("CARGO_ENCODED_RUSTFLAGS");
     let words = match build.rustflags {
@@ -1258,7 +1267,7 @@ fn render_json(r: &Report) -> serde_json::Value {
                 "build": b.name,
                 "id": spec.id,
                 "label": spec.label,
-                "binary": b.target_dir.join("release").join(spec.bin).display().to_string(),
+                "binary": shown(&meta::workspace_root(), &b.target_dir.join("release").join(spec.bin)),
                 "args": spec.args,
                 "env": spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
                 "base": spec.base,
@@ -1325,7 +1334,7 @@ fn render_json(r: &Report) -> serde_json::Value {
         "builds": r.builds.iter().zip(r.build_commands).map(|(b, cmd)| json!({
             "name": b.name,
             "rustflags": b.rustflags,
-            "target_dir": b.target_dir.display().to_string(),
+            "target_dir": shown(&meta::workspace_root(), &b.target_dir),
             "command": cmd,
         })).collect::<Vec<_>>(),
         "configurations": configs,
