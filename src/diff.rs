@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 use crate::config::glob_match;
-use crate::{Frame, Snapshot, TaskStat};
+use crate::traceback::FrameTable;
+use crate::{Frame, Snapshot, TaskStat, Traceback};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How traces are grouped into statistics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -59,8 +61,9 @@ pub struct Statistic {
     /// The group: the site's file and line for `Line`, its function for
     /// `Function` (line 0), its file for `File` (function empty, line 0).
     pub location: Frame,
-    /// The traceback of the group's largest trace.
-    pub traceback: Vec<Frame>,
+    /// The traceback of the group's largest trace; the statistics of one
+    /// call share their frames (see [`Traceback`]).
+    pub traceback: Traceback,
     /// Live bytes.
     pub size: u64,
     /// Live blocks.
@@ -100,8 +103,9 @@ pub struct StatisticDiff {
     pub count_diff: i64,
     /// `size_diff` over the time between the snapshots.
     pub growth_bytes_per_sec: f64,
-    /// The traceback of the group's largest trace.
-    pub traceback: Vec<Frame>,
+    /// The traceback of the group's largest trace; the sites of one diff
+    /// share their frames (see [`Traceback`]).
+    pub traceback: Traceback,
     /// The context of the group's traces, if any (see [`Statistic::context`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
@@ -193,41 +197,61 @@ enum Key {
     Line(String, u32, String, Option<String>),
     Function(String, Option<String>),
     File(String, Option<String>),
-    Traceback(Vec<Frame>, Option<String>),
+    /// The traceback as indices into the call's one frame table, where
+    /// equal frames have one index.
+    Traceback(Arc<[u32]>, Option<String>),
     Context(Option<String>),
 }
 
 /// The label shown for blocks allocated under no context, grouped by context.
 pub(crate) const NO_CONTEXT: &str = "[no context]";
 
-fn key_of(group_by: GroupBy, tb: &[Frame], context: Option<&str>) -> (Key, Frame) {
-    let site = tb.first().cloned().unwrap_or_else(|| Frame::new(crate::symbolize::UNKNOWN, "", 0));
+/// The group of a trace with call site `site` (the whole traceback `tb`,
+/// for `Traceback`) under `context`.
+fn key_of(group_by: GroupBy, site: &Frame, tb: Option<Arc<[u32]>>, context: Option<&str>) -> Key {
     let ctx = context.map(str::to_owned);
     match group_by {
         // Frames without a file (a stripped binary) are told apart by
         // function, as the monitor and leak checks key them.
         GroupBy::Line => {
             let func = if site.file.is_empty() { site.function.clone() } else { String::new() };
-            (Key::Line(site.file.clone(), site.line, func, ctx), site)
+            Key::Line(site.file.clone(), site.line, func, ctx)
         }
-        GroupBy::Function => (Key::Function(site.function.clone(), ctx), Frame { line: 0, ..site }),
-        GroupBy::File => (Key::File(site.file.clone(), ctx), Frame::new("", site.file, 0)),
-        GroupBy::Traceback => (Key::Traceback(tb.to_vec(), ctx), site),
-        GroupBy::Context => (Key::Context(ctx), Frame::new(context.unwrap_or(NO_CONTEXT), "", 0)),
+        GroupBy::Function => Key::Function(site.function.clone(), ctx),
+        GroupBy::File => Key::File(site.file.clone(), ctx),
+        GroupBy::Traceback => Key::Traceback(tb.unwrap_or_default(), ctx),
+        GroupBy::Context => Key::Context(ctx),
     }
 }
 
-/// Groups, with the traceback of the largest trace of each.
-fn group(snapshot: &Snapshot, group_by: GroupBy) -> HashMap<Key, (Statistic, u64)> {
+/// The location of a group (see [`Statistic::location`]) whose first trace
+/// has call site `site`.
+fn location_of(group_by: GroupBy, site: &Frame, context: Option<&str>) -> Frame {
+    match group_by {
+        GroupBy::Line | GroupBy::Traceback => site.clone(),
+        GroupBy::Function => Frame { line: 0, ..site.clone() },
+        GroupBy::File => Frame::new("", site.file.clone(), 0),
+        GroupBy::Context => Frame::new(context.unwrap_or(NO_CONTEXT), "", 0),
+    }
+}
+
+/// Groups, with the traceback of the largest trace of each: `snapshot` is
+/// snapshot `which` of `table`, and every traceback points into `table`.
+fn group(snapshot: &Snapshot, group_by: GroupBy, table: &FrameTable, which: usize) -> HashMap<Key, (Statistic, u64)> {
+    let unknown = Frame::new(crate::symbolize::UNKNOWN, "", 0);
     let mut out: HashMap<Key, (Statistic, u64)> = HashMap::new();
     for trace in &snapshot.traces {
-        let tb = snapshot.traceback(trace);
+        let indices = || table.indices(which, &trace.frames);
+        let first = indices().next();
+        let site = first.map_or(&unknown, |i| table.frame(i));
         let context = snapshot.context_of(trace);
-        let (key, location) = key_of(group_by, &tb, context);
+        // Grouped by traceback, the key and the statistic share one array.
+        let whole: Option<Arc<[u32]>> = (group_by == GroupBy::Traceback).then(|| indices().collect());
+        let key = key_of(group_by, site, whole.clone(), context);
         let e = out.entry(key).or_insert_with(|| {
             let stat = Statistic {
-                location,
-                traceback: Vec::new(),
+                location: location_of(group_by, site, context),
+                traceback: Traceback::default(),
                 size: 0,
                 count: 0,
                 context: context.map(str::to_owned),
@@ -245,9 +269,9 @@ fn group(snapshot: &Snapshot, group_by: GroupBy) -> HashMap<Key, (Statistic, u64
         e.0.alloc_count = e.0.alloc_count.saturating_add(trace.alloc_count);
         if e.0.traceback.is_empty() || trace.size > e.1 {
             if group_by == GroupBy::Line || group_by == GroupBy::Traceback {
-                e.0.location.function = tb.first().map(|f| f.function.clone()).unwrap_or_default();
+                e.0.location.function = first.map(|i| table.frame(i).function.clone()).unwrap_or_default();
             }
-            e.0.traceback = tb;
+            e.0.traceback = table.traceback(whole.unwrap_or_else(|| indices().collect()));
             e.1 = trace.size;
         }
     }
@@ -272,8 +296,17 @@ impl Snapshot {
     /// Like [`Snapshot::statistics`], and also the groups whose blocks were
     /// all freed: they allocated (`alloc_size`, `alloc_count`) and hold
     /// nothing now. What a "which line allocates the most?" view sorts.
+    ///
+    /// The tracebacks of the statistics share one copy of the snapshot's
+    /// frames (see [`Traceback`]).
     pub fn statistics_with_freed(&self, group_by: GroupBy) -> Vec<Statistic> {
-        let mut v: Vec<Statistic> = group(self, group_by)
+        self.statistics_in(group_by, &FrameTable::of(&[self]), 0)
+    }
+
+    /// [`Snapshot::statistics_with_freed`], this snapshot being snapshot
+    /// `which` of `table`, whose frames the tracebacks share.
+    pub(crate) fn statistics_in(&self, group_by: GroupBy, table: &FrameTable, which: usize) -> Vec<Statistic> {
+        let mut v: Vec<Statistic> = group(self, group_by, table, which)
             .into_values()
             .map(|(mut s, _)| {
                 if !s.births.is_empty() {
@@ -296,10 +329,12 @@ impl Snapshot {
 
     /// How memory changed since `older`, one entry per group present in
     /// either snapshot, fastest-growing first: `size_diff` descending, then
-    /// `size`, then `count_diff`.
+    /// `size`, then `count_diff`. The tracebacks of its sites share one
+    /// copy of the two snapshots' frames (see [`Traceback`]).
     pub fn compare_to(&self, older: &Snapshot, group_by: GroupBy) -> SnapshotDiff {
-        let new = group(self, group_by);
-        let mut old = group(older, group_by);
+        let table = FrameTable::of(&[self, older]);
+        let new = group(self, group_by, &table, 0);
+        let mut old = group(older, group_by, &table, 1);
         let elapsed = elapsed_seconds(older, self);
         // Clamped: a tiny elapsed time would make the rate infinite (`null`).
         let rate = |d: i64| if elapsed > 0.0 { (d as f64 / elapsed).clamp(-f64::MAX, f64::MAX) } else { 0.0 };
@@ -547,6 +582,149 @@ pub(crate) mod tests {
             epoch: 0,
             contexts: Vec::new(),
             modules: Vec::new(),
+        }
+    }
+
+    /// A snapshot with `(traceback, size, count)` traces, each distinct
+    /// frame stored once, taken at `t` seconds.
+    pub(crate) fn snap_of(label: &str, t: f64, traces: &[(Vec<Frame>, u64, u64)]) -> Snapshot {
+        let mut s = snap(label, t, &[]);
+        for (tb, size, count) in traces {
+            let frames = tb
+                .iter()
+                .map(|f| {
+                    s.frames.iter().position(|x| x == f).unwrap_or_else(|| {
+                        s.frames.push(f.clone());
+                        s.frames.len() - 1
+                    }) as u32
+                })
+                .collect();
+            s.traces.push(Trace { size: *size, count: *count, frames, ..Trace::default() });
+        }
+        s.totals.current_bytes = s.traces.iter().map(|t| t.size).sum();
+        s.totals.blocks = s.traces.iter().map(|t| t.count).sum();
+        s
+    }
+
+    /// Three call paths to two sites, and a third site.
+    fn paths() -> Vec<(Vec<Frame>, u64, u64)> {
+        let (a, b, c) = (frame("src/a.rs", 1, "a"), frame("src/b.rs", 2, "b"), frame("src/c.rs", 3, "c"));
+        let main = Frame { path_abs: "/home/ci/app/src/main.rs".into(), ..frame("src/main.rs", 9, "main") };
+        vec![
+            (vec![a.clone(), b.clone(), main.clone()], 300, 3),
+            (vec![a.clone(), c.clone(), main.clone()], 200, 2),
+            (vec![b.clone(), main.clone()], 100, 1),
+            (vec![c, a, b, main], 50, 1),
+        ]
+    }
+
+    const GROUPINGS: [GroupBy; 5] =
+        [GroupBy::Line, GroupBy::Function, GroupBy::File, GroupBy::Traceback, GroupBy::Context];
+
+    #[test]
+    fn the_statistics_of_one_call_share_one_frame_table() {
+        let s = snap_of("s", 0.0, &paths());
+        for g in GROUPINGS {
+            let stats = s.statistics(g);
+            assert!(!stats.is_empty());
+            assert!(stats.iter().all(|x| x.traceback.shares_frames_with(&stats[0].traceback)), "{g:?}");
+            // Each is the traceback of the group's largest trace.
+            for x in &stats {
+                let largest = s
+                    .traces
+                    .iter()
+                    .filter(|t| s.site(t).is_some_and(|f| g != GroupBy::Line || f.file == x.location.file))
+                    .filter(|t| g != GroupBy::Traceback || s.traceback(t) == x.traceback)
+                    .max_by_key(|t| t.size)
+                    .unwrap();
+                if matches!(g, GroupBy::Line | GroupBy::Traceback) {
+                    assert_eq!(x.traceback, s.traceback(largest), "{g:?}");
+                }
+            }
+            // Another call has its own table.
+            assert!(!s.statistics(g)[0].traceback.shares_frames_with(&stats[0].traceback));
+        }
+        let by_tb = s.statistics(GroupBy::Traceback);
+        assert_eq!(by_tb.len(), 4);
+        for (x, (tb, size, _)) in by_tb.iter().zip(paths()) {
+            assert_eq!((&x.traceback, x.size), (&Traceback::from(tb), size));
+        }
+        // The frames are the snapshot's, every key of them.
+        assert_eq!(by_tb[0].traceback[2].path_abs, "/home/ci/app/src/main.rs");
+    }
+
+    #[test]
+    fn the_sites_of_one_diff_share_one_frame_table() {
+        let p = paths();
+        // The older snapshot has a path the newer lacks, and its frames in
+        // another order.
+        let mut gone = p.clone();
+        gone.reverse();
+        gone.push((vec![frame("src/d.rs", 4, "d"), p[0].0[2].clone()], 70, 7));
+        let (old, new) = (snap_of("old", 0.0, &gone), snap_of("new", 1.0, &p[..3]));
+        for g in GROUPINGS {
+            let d = new.compare_to(&old, g);
+            assert!(d.sites.iter().all(|x| x.traceback.shares_frames_with(&d.sites[0].traceback)), "{g:?}");
+            assert!(d.filter(&[]).sites.iter().all(|x| x.traceback.shares_frames_with(&d.sites[0].traceback)));
+        }
+        let d = new.compare_to(&old, GroupBy::Traceback);
+        assert_eq!(d.sites.len(), 5);
+        // Paths in both snapshots are one site each, whatever their indices.
+        for (tb, size, _) in &p[..3] {
+            let site = d.sites.iter().find(|x| x.traceback == *tb).unwrap();
+            assert_eq!((site.size, site.size_diff), (*size, 0));
+        }
+        let vanished: Vec<&StatisticDiff> = d.sites.iter().filter(|x| x.size == 0).collect();
+        assert_eq!(vanished.len(), 2);
+        assert_eq!((vanished[0].size_diff, &vanished[0].traceback), (-50, &Traceback::from(p[3].0.clone())));
+        assert_eq!((vanished[1].size_diff, &vanished[1].traceback), (-70, &Traceback::from(gone[4].0.clone())));
+    }
+
+    #[test]
+    fn hand_made_frame_tables_group_as_frames_do() {
+        let (a, b) = (frame("src/a.rs", 1, "a"), frame("src/b.rs", 2, "b"));
+        let mut s = snap("s", 0.0, &[]);
+        // `a` twice (a file this crate did not write), and an index past the table.
+        s.frames = vec![a.clone(), b.clone(), Frame { path_abs: "/elsewhere/src/a.rs".into(), ..a.clone() }];
+        s.traces = vec![
+            Trace { size: 10, count: 1, frames: vec![0, 1], ..Trace::default() },
+            Trace { size: 20, count: 1, frames: vec![2, 1, 9], ..Trace::default() },
+        ];
+        let by_tb = s.statistics(GroupBy::Traceback);
+        assert_eq!(by_tb.len(), 1);
+        assert_eq!((by_tb[0].size, by_tb[0].count), (30, 2));
+        assert_eq!(by_tb[0].traceback, vec![a, b]);
+        assert_eq!(by_tb[0].traceback, s.traceback(&s.traces[1]));
+        let d = s.compare_to(&s, GroupBy::Traceback);
+        assert_eq!(d.sites.len(), 1);
+        assert_eq!(d.sites[0].size, 30);
+    }
+
+    #[test]
+    fn statistics_and_diffs_round_trip_through_json_with_frame_arrays() {
+        let p = paths();
+        let (old, new) = (snap_of("old", 0.0, &p[1..]), snap_of("new", 1.0, &p[..3]));
+        for g in GROUPINGS {
+            for stat in new.statistics_with_freed(g) {
+                let json = serde_json::to_string(&stat).unwrap();
+                let back: Statistic = serde_json::from_str(&json).unwrap();
+                assert_eq!(back, stat);
+                assert_eq!(serde_json::to_string(&back).unwrap(), json);
+                // The array a `Vec<Frame>` wrote, byte for byte.
+                let array = serde_json::to_string(&stat.traceback.to_vec()).unwrap();
+                assert!(json.contains(&format!("\"traceback\":{array},")), "{json}");
+            }
+            let d = new.compare_to(&old, g);
+            let json = d.to_json();
+            let back: SnapshotDiff =
+                crate::report::parse_kind(std::path::Path::new("d.json"), &json, "leaktrace.diff").unwrap();
+            assert_eq!(back, d);
+            assert_eq!(back.to_json(), json);
+            for site in &d.sites {
+                let array = serde_json::to_string_pretty(&site.traceback.to_vec()).unwrap();
+                let array = array.replace('\n', "\n      ");
+                assert!(json.contains(&format!("\"traceback\": {array}")), "{json}");
+            }
         }
     }
 

@@ -49,6 +49,7 @@ mod report;
 mod snapshot;
 mod symbolize;
 mod tasks;
+mod traceback;
 mod trend;
 
 #[cfg(feature = "http")]
@@ -81,6 +82,7 @@ pub use snapshot::{
 };
 pub use symbolize::offline::{symbolize_snapshot, unresolved_sites, ModuleOutcome, SymbolizeOutcome};
 pub use tasks::{live_tasks, track_task, track_task_at, TaskGuard};
+pub use traceback::{Traceback, TracebackIter};
 pub use trend::{analyze_series, rank_key_cmp, trend, SeriesTrend, Trend, TrendPoint, TrendSite, Verdict};
 
 use serde::{Deserialize, Serialize};

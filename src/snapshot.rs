@@ -450,9 +450,17 @@ pub fn process_memory() -> Option<ProcessMemory> {
 }
 
 impl Snapshot {
-    /// The traceback of `trace`, as frames.
+    /// The traceback of `trace`, as frames (a copy; see
+    /// [`Snapshot::frames_of`] to borrow them).
     pub fn traceback(&self, trace: &Trace) -> Vec<Frame> {
-        trace.frames.iter().filter_map(|&i| self.frames.get(i as usize).cloned()).collect()
+        self.frames_of(trace).cloned().collect()
+    }
+
+    /// The frames of `trace`'s traceback, from the call site outward,
+    /// borrowed from [`Snapshot::frames`]: [`Snapshot::traceback`] without
+    /// the copy.
+    pub fn frames_of<'a>(&'a self, trace: &'a Trace) -> impl DoubleEndedIterator<Item = &'a Frame> + Clone + 'a {
+        trace.frames.iter().filter_map(|&i| self.frames.get(i as usize))
     }
 
     /// The context label of `trace`, if it was allocated under one.

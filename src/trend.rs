@@ -55,9 +55,11 @@
 #![forbid(unsafe_code)]
 
 use crate::diff::{elapsed_seconds, GroupBy};
-use crate::{Frame, Snapshot};
+use crate::traceback::FrameTable;
+use crate::{Frame, Snapshot, Traceback};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// How a site's size moved over a series of snapshots.
 ///
@@ -534,8 +536,9 @@ pub struct TrendSite {
     pub recent_gain_share: f64,
     /// Bytes at each snapshot, in order.
     pub sizes: Vec<u64>,
-    /// The traceback of its largest trace in the last snapshot it appears in.
-    pub traceback: Vec<Frame>,
+    /// The traceback of its largest trace in the last snapshot it appears
+    /// in; the sites of one trend share their frames (see [`Traceback`]).
+    pub traceback: Traceback,
     /// The context its blocks were allocated under, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
@@ -556,7 +559,8 @@ pub struct Trend {
     pub sites: Vec<TrendSite>,
 }
 
-/// Follows every site across `snapshots` (ordered here by time taken).
+/// Follows every site across `snapshots` (ordered here by time taken). The
+/// tracebacks of its sites share one copy of the snapshots' frames.
 pub fn trend(snapshots: &[Snapshot], group_by: GroupBy) -> Trend {
     let mut order: Vec<&Snapshot> = snapshots.iter().collect();
     order.sort_by(|a, b| a.unix_seconds.total_cmp(&b.unix_seconds));
@@ -565,29 +569,30 @@ pub fn trend(snapshots: &[Snapshot], group_by: GroupBy) -> Trend {
     };
     let times: Vec<f64> = order.iter().map(|s| elapsed_seconds(origin, s)).collect();
     let n = order.len();
+    // One frame table for every snapshot: a traceback is its indices.
+    let table = FrameTable::of(&order);
     // Key -> (location, sizes per snapshot, last count, traceback).
-    type Row = (Frame, Vec<u64>, u64, Vec<Frame>, Option<String>);
-    let mut rows: HashMap<(String, String, String, u32), Row> = HashMap::new();
+    type Row = (Frame, Vec<u64>, u64, Traceback, Option<String>);
+    type Key = (String, String, String, u32, Option<Arc<[u32]>>);
+    let mut rows: HashMap<Key, Row> = HashMap::new();
     for (i, snap) in order.iter().enumerate() {
-        for stat in snap.statistics(group_by) {
+        let stats = snap.statistics_in(group_by, &table, i);
+        for stat in stats.into_iter().filter(|s| s.size > 0 || s.count > 0) {
             let ctx = stat.context.clone().unwrap_or_default();
             let key = match group_by {
                 GroupBy::Line => {
                     let func =
                         if stat.location.file.is_empty() { stat.location.function.clone() } else { String::new() };
-                    (ctx, func, stat.location.file.clone(), stat.location.line)
+                    (ctx, func, stat.location.file.clone(), stat.location.line, None)
                 }
-                GroupBy::Function => (ctx, stat.location.function.clone(), String::new(), 0),
-                GroupBy::File => (ctx, String::new(), stat.location.file.clone(), 0),
-                GroupBy::Context => (ctx, String::new(), String::new(), 0),
-                GroupBy::Traceback => (
-                    ctx,
-                    stat.traceback.iter().map(|f| f.to_string() + "|" + &f.function).collect::<Vec<_>>().join(";"),
-                    String::new(),
-                    0,
-                ),
+                GroupBy::Function => (ctx, stat.location.function.clone(), String::new(), 0, None),
+                GroupBy::File => (ctx, String::new(), stat.location.file.clone(), 0, None),
+                GroupBy::Context => (ctx, String::new(), String::new(), 0, None),
+                // Equal frames have one index in the table.
+                GroupBy::Traceback => (ctx, String::new(), String::new(), 0, Some(stat.traceback.indices().clone())),
             };
-            let row = rows.entry(key).or_insert_with(|| (stat.location.clone(), vec![0; n], 0, Vec::new(), None));
+            let row =
+                rows.entry(key).or_insert_with(|| (stat.location.clone(), vec![0; n], 0, Traceback::default(), None));
             row.1[i] = stat.size;
             row.2 = stat.count;
             row.0 = stat.location;
@@ -822,7 +827,7 @@ mod tests {
             p_value: 0.001,
             recent_gain_share: 0.3,
             sizes: vec![0, 10],
-            traceback: Vec::new(),
+            traceback: Traceback::default(),
             context: None,
         };
         let mut v = serde_json::to_value(&site).unwrap();
@@ -887,6 +892,50 @@ mod tests {
         assert!((s.slope_bytes_per_sec - 10.0).abs() < 1e-9);
         assert_eq!(s.grew_fraction, 1.0);
         assert_eq!(analyze_series(&[0.0], &[5]).verdict, Verdict::Flat);
+    }
+
+    #[test]
+    fn the_sites_of_one_trend_share_one_frame_table_and_round_trip_through_json() {
+        let f = |file: &str, line| Frame::new(file.trim_end_matches(".rs"), file, line);
+        let main = Frame { path_abs: "/home/ci/app/src/main.rs".into(), ..f("src/main.rs", 9) };
+        let leak = vec![f("src/a.rs", 1), f("src/b.rs", 2), main.clone()];
+        let load = vec![f("src/a.rs", 1), f("src/c.rs", 3), main.clone()];
+        let gone = vec![f("src/d.rs", 4), main];
+        let snaps: Vec<Snapshot> = (0..4u64)
+            .map(|i| {
+                let mut paths = vec![(leak.clone(), 100 * (i + 1), i + 1), (load.clone(), 500, 1)];
+                if i < 2 {
+                    paths.insert(0, (gone.clone(), 50, 1));
+                }
+                // Each snapshot stores its frames in its own order.
+                if i % 2 == 1 {
+                    paths.reverse();
+                }
+                crate::diff::tests::snap_of(&format!("s{i}"), i as f64, &paths)
+            })
+            .collect();
+        for g in [GroupBy::Line, GroupBy::Function, GroupBy::File, GroupBy::Traceback, GroupBy::Context] {
+            let tr = trend(&snaps, g);
+            assert!(tr.sites.iter().all(|x| x.traceback.shares_frames_with(&tr.sites[0].traceback)), "{g:?}");
+            let json = tr.to_json();
+            let back: Trend =
+                crate::report::parse_kind(std::path::Path::new("t.json"), &json, "leaktrace.trend").unwrap();
+            assert_eq!(back, tr);
+            assert_eq!(back.to_json(), json);
+            for site in &tr.sites {
+                // The array a `Vec<Frame>` wrote, byte for byte.
+                let array = serde_json::to_string_pretty(&site.traceback.to_vec()).unwrap().replace('\n', "\n      ");
+                assert!(json.contains(&format!("\"traceback\": {array}")), "{json}");
+            }
+        }
+        let tr = trend(&snaps, GroupBy::Traceback);
+        assert_eq!(tr.sites.len(), 3);
+        let site = |tb: &Vec<Frame>| tr.sites.iter().find(|x| x.traceback == *tb).unwrap();
+        assert_eq!(site(&leak).sizes, [100, 200, 300, 400]);
+        assert_eq!(site(&leak).verdict, Verdict::Steady);
+        assert_eq!(site(&load).sizes, [500; 4]);
+        assert_eq!(site(&gone).sizes, [50, 50, 0, 0]);
+        assert_eq!(site(&leak).traceback[2].path_abs, "/home/ci/app/src/main.rs");
     }
 
     #[test]

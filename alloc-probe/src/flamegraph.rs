@@ -30,13 +30,12 @@ pub fn frame_label(f: &Frame) -> String {
 /// live bytes left out.
 pub fn folded(snap: &Snapshot) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
+    // Each frame is labelled once, for all the stacks it is in.
+    let labels: Vec<String> = snap.frames.iter().map(frame_label).collect();
     for trace in snap.traces.iter().filter(|t| t.size > 0) {
-        let tb = snap.traceback(trace);
-        let stack = if tb.is_empty() {
-            "<unknown>".to_string()
-        } else {
-            tb.iter().rev().map(frame_label).collect::<Vec<_>>().join(";")
-        };
+        let stack: Vec<&str> =
+            trace.frames.iter().rev().filter_map(|&i| labels.get(i as usize)).map(String::as_str).collect();
+        let stack = if stack.is_empty() { "<unknown>".to_string() } else { stack.join(";") };
         *out.entry(stack).or_insert(0) += trace.size;
     }
     out

@@ -1,7 +1,7 @@
 //! Text for people: byte counts in KiB/MiB, aligned tables, short paths,
 //! sparklines. JSON output does not come through here.
 
-use leaktrace::{Frame, Snapshot, SnapshotDiff, Statistic, Trend, TrendSite};
+use leaktrace::{Frame, Snapshot, SnapshotDiff, Statistic, Traceback, Trend, TrendSite};
 use std::fmt::Write;
 
 /// `0 B`, `512 B`, `1.5 KiB`, `12.3 MiB`, `1.2 GiB`.
@@ -221,7 +221,7 @@ const R: Align = Align::Right;
 const L: Align = Align::Left;
 
 /// The frames of a traceback after the first (the site is in the row).
-fn traceback_notes(traceback: &[Frame], with: bool) -> Vec<String> {
+fn traceback_notes(traceback: &Traceback, with: bool) -> Vec<String> {
     if !with {
         return Vec::new();
     }

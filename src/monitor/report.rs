@@ -279,7 +279,7 @@ mod tests {
             count: 0,
             count_diff: 0,
             growth_bytes_per_sec: 0.0,
-            traceback: vec![fr(line)],
+            traceback: vec![fr(line)].into(),
             context: None,
         };
         let info = crate::SnapshotInfo { label: String::new(), taken_at: String::new(), current_bytes: 0, blocks: 0 };

@@ -243,9 +243,11 @@ pub fn profile_from_diff(diff: &SnapshotDiff) -> proto::Profile {
         if site.size_diff == 0 && site.count_diff == 0 {
             continue;
         }
-        let frames: &[Frame] =
-            if site.traceback.is_empty() { std::slice::from_ref(&site.location) } else { &site.traceback };
-        let location_id = frames.iter().map(|f| t.location(f)).collect();
+        let location_id = if site.traceback.is_empty() {
+            vec![t.location(&site.location)]
+        } else {
+            site.traceback.iter().map(|f| t.location(f)).collect()
+        };
         let label = match &site.context {
             Some(ctx) => vec![t.label_str("context", ctx)],
             None => Vec::new(),

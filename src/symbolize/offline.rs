@@ -125,11 +125,14 @@ pub fn symbolize_snapshot(snap: &Snapshot, debug_dirs: &[PathBuf]) -> (Snapshot,
     let mut out = snap.clone();
     out.frames.clear();
     let mut frame_ids: HashMap<Frame, u32> = HashMap::new();
+    // The new index of each old frame that stays as it is, looked up once
+    // for all the traces that share it.
+    let mut kept: Vec<Option<u32>> = vec![None; snap.frames.len()];
     let mut merged: HashMap<(Vec<u32>, Option<u32>), Trace> = HashMap::new();
     for trace in &snap.traces {
-        let old: Vec<Frame> = snap.traceback(trace);
         let changed = trace.frames.iter().any(|&i| replaced.contains_key(&(i as usize)));
-        let tb: Vec<Frame> = if changed {
+        let key: Vec<u32> = if changed {
+            let old: Vec<Frame> = snap.traceback(trace);
             let all: Vec<Frame> = trace
                 .frames
                 .iter()
@@ -138,23 +141,22 @@ pub fn symbolize_snapshot(snap: &Snapshot, debug_dirs: &[PathBuf]) -> (Snapshot,
                     None => snap.frames.get(i as usize).cloned().into_iter().collect(),
                 })
                 .collect();
-            if super::needs_site(&old, &rules) {
+            let tb: Vec<Frame> = if super::needs_site(&old, &rules) {
                 super::site_traceback(all, &rules, nframes)
             } else {
                 all.into_iter().take(nframes.max(old.len())).collect()
-            }
+            };
+            tb.iter().map(|f| intern(&mut out.frames, &mut frame_ids, f)).collect()
         } else {
-            old
-        };
-        let key: Vec<u32> = tb
-            .iter()
-            .map(|f| {
-                *frame_ids.entry(f.clone()).or_insert_with(|| {
-                    out.frames.push(f.clone());
-                    out.frames.len() as u32 - 1
+            trace
+                .frames
+                .iter()
+                .filter_map(|&i| {
+                    let f = snap.frames.get(i as usize)?;
+                    Some(*kept[i as usize].get_or_insert_with(|| intern(&mut out.frames, &mut frame_ids, f)))
                 })
-            })
-            .collect();
+                .collect()
+        };
         let t = merged.entry((key, trace.context)).or_insert_with_key(|(frames, context)| Trace {
             frames: frames.clone(),
             context: *context,
@@ -170,6 +172,16 @@ pub fn symbolize_snapshot(snap: &Snapshot, debug_dirs: &[PathBuf]) -> (Snapshot,
     crate::snapshot::sort_traces(&mut traces);
     out.traces = traces;
     (out, outcome)
+}
+
+/// The index of `f` in `frames`, added at the end if new.
+fn intern(frames: &mut Vec<Frame>, ids: &mut HashMap<Frame, u32>, f: &Frame) -> u32 {
+    if let Some(&i) = ids.get(f) {
+        return i;
+    }
+    frames.push(f.clone());
+    ids.insert(f.clone(), frames.len() as u32 - 1);
+    frames.len() as u32 - 1
 }
 
 fn merge_births(into: &mut Vec<Birth>, from: &[Birth]) {
