@@ -87,9 +87,21 @@ pub(super) fn growing_recently(times: &[f64], sizes: &[u64]) -> bool {
     // is not the whole of "recent".
     let k = times[..n].iter().position(|&t| t >= cut).unwrap_or(n - 1).min(n - 3);
     let (first, last) = (sizes[0], sizes[n - 1]);
-    let gain = last.saturating_sub(sizes[k]);
+    // The size at the cut, interpolated over the interval that straddles
+    // it: snapshots are not evenly spaced (a report written in between
+    // stalls the ticks), and measuring from the first snapshot after the
+    // cut gave the recent third nothing of a long interval's growth, so a
+    // steady leak right after a slow report looked as if it had stopped.
+    let base = if k > 0 && times[k] > cut && times[k] > times[k - 1] && times[k - 1] < cut {
+        let (t0, t1) = (times[k - 1], times[k]);
+        let (s0, s1) = (sizes[k - 1] as f64, sizes[k] as f64);
+        s0 + (s1 - s0) * (cut - t0) / (t1 - t0)
+    } else {
+        sizes[k] as f64
+    };
+    let gain = last as f64 - base;
     let net = last.saturating_sub(first);
-    gain > 0 && net > 0 && gain as f64 >= RECENT_SHARE * net as f64
+    gain > 0.0 && net > 0 && gain >= RECENT_SHARE * net as f64
 }
 
 /// The estimate one sampled block adds to its stack, for blocks of the

@@ -343,3 +343,19 @@ fn leak_reports_say_why_and_a_failing_dir_is_counted_not_fatal() {
     assert!(w.report_failing);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_steady_leak_after_a_stall_in_the_ticks_is_still_growing() {
+    use super::judge::growing_recently;
+    // Ticks every 50 ms, then a report written in between stalls them for
+    // 270 ms: the interval across the recent third's start is long.
+    let mut times: Vec<f64> = (0..13).map(|i| i as f64 * 0.05).collect();
+    times.extend([0.88, 0.9, 0.95]);
+    let leak: Vec<u64> = times.iter().map(|t| (t * 3_000_000.0) as u64 + 16_384).collect();
+    // Measured from the first snapshot after the cut, the recent third held
+    // 7% of the gain, under the 15% asked for: a steady leak looked stopped.
+    assert!(growing_recently(&times, &leak), "{leak:?}");
+    // Growth that really stopped before the stall still says so.
+    let stopped: Vec<u64> = times.iter().map(|&t| (t.min(0.6) * 3_000_000.0) as u64).collect();
+    assert!(!growing_recently(&times, &stopped));
+}
