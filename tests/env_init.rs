@@ -78,7 +78,7 @@ fn from_the_environment() {
     let monitor = format!("{},interval=50ms", dir.display());
     let (line, warnings) = run(&[("LEAKTRACE", "sampled"), ("LEAKTRACE_MONITOR", &monitor)]);
     assert_eq!(line, format!("tracing=true mode=sampled frames=16 mean=Some(524288) monitor=Some(({:?}, 50))", dir));
-    assert_eq!(warnings, "");
+    assert_eq!(warnings, "", "no warning: neither about the settings nor from a clean exit report");
     let _ = std::fs::remove_dir_all(&dir);
 
     for (var, value) in [("LEAKTRACE", "sampled:lots"), ("LEAKTRACE", "exact,frames=0"), ("LEAKTRACE", "fast")] {

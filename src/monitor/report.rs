@@ -237,11 +237,24 @@ impl Worker {
             Some(s) => text.push_str(&format!("; {} growing, first {s}", suspects.len())),
             None => text.push_str("; no site grows steadily"),
         }
+        let level = asked_report_level(!suspects.is_empty(), memory_limit.is_some(), path.is_some());
         match &path {
             Some(p) => text.push_str(&format!("; report: {}", p.display())),
             None => text.push_str("; no report written"),
         }
-        log::warn!("{text}");
+        log::log!(level, "{text}");
+    }
+}
+
+/// The level an asked-for report is logged at: a warning when a site grows,
+/// memory runs short, or the report could not be written; otherwise (a
+/// clean exit, a signal with nothing growing) information only, so that a
+/// healthy service's shutdown logs no warning.
+pub(super) fn asked_report_level(growing: bool, memory_limit: bool, written: bool) -> log::Level {
+    if growing || memory_limit || !written {
+        log::Level::Warn
+    } else {
+        log::Level::Info
     }
 }
 

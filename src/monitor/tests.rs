@@ -359,3 +359,14 @@ fn a_steady_leak_after_a_stall_in_the_ticks_is_still_growing() {
     let stopped: Vec<u64> = times.iter().map(|&t| (t.min(0.6) * 3_000_000.0) as u64).collect();
     assert!(!growing_recently(&times, &stopped));
 }
+
+#[test]
+fn an_asked_report_warns_only_when_something_is_wrong() {
+    use super::report::asked_report_level;
+    use log::Level::{Info, Warn};
+    // A clean exit of a healthy program: information, not a warning.
+    assert_eq!(asked_report_level(false, false, true), Info);
+    assert_eq!(asked_report_level(true, false, true), Warn, "a site grows");
+    assert_eq!(asked_report_level(false, true, true), Warn, "memory runs short");
+    assert_eq!(asked_report_level(false, false, false), Warn, "the report could not be written");
+}
