@@ -344,7 +344,13 @@ impl Worker {
     /// Waits as [`Shared::wait_until`], serving requests meanwhile; `false` on a stop.
     pub(super) fn wait_serving(&mut self, deadline: Instant) -> bool {
         loop {
-            match self.shared.wait_until(deadline) {
+            // The tracker's own: parking_lot's per-thread data, made on
+            // the first wait, is not the program's memory.
+            let woke = {
+                let _ignore = crate::hot::control::ignore();
+                self.shared.wait_until(deadline)
+            };
+            match woke {
                 Woke::Deadline => return true,
                 Woke::Stop => return false,
                 Woke::Request(reason, ticket) => self.serve(reason, ticket),

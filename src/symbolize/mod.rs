@@ -392,23 +392,57 @@ fn frames_of(raw: Vec<elf::RawFrame>, module: u32, name: &str, offset: u64) -> V
     out
 }
 
+/// The C runtime's libraries (by file name): a frame in one of them is
+/// never the program's own code, with or without its symbols (libc's
+/// thread start, below every thread's stack, has none on most systems).
+const SYSTEM_LIBS: &[&str] = &[
+    "libc.so",
+    "libc.musl",
+    "ld-linux",
+    "ld-musl",
+    "linux-vdso.so",
+    "libm.so",
+    "libpthread.so",
+    "libdl.so",
+    "librt.so",
+    "libgcc_s.so",
+    "libstdc++.so",
+];
+
+/// Whether a frame known only by object and offset is in a system library.
+fn in_system_lib(frame: &Frame) -> bool {
+    let object = frame.function.rsplit_once('+').map_or("", |(object, _)| object);
+    SYSTEM_LIBS.iter().any(|lib| object.starts_with(lib))
+}
+
 /// Whether `frame` might be the program's own code, were it resolved: no
-/// file, and no symbol or a Rust one outside std (a C symbol is C).
+/// file, and no symbol or a Rust one outside std (a C symbol is C), and
+/// not in a system library.
 fn maybe_own(frame: &Frame, rules: &SiteRules) -> bool {
     frame.is_unresolved()
-        && (is_placeholder(frame) || (frame.function.contains("::") && classify(frame, rules) == FrameKind::Dependency))
+        && ((is_placeholder(frame) && !in_system_lib(frame))
+            || (frame.function.contains("::") && classify(frame, rules) == FrameKind::Dependency))
+}
+
+/// Whether the site of `frames` cannot be told yet: no frame is the
+/// program's own, and some frame without debug info might be.
+fn site_undecided(frames: &[Frame], kinds: &[FrameKind], rules: &SiteRules) -> bool {
+    !kinds.contains(&FrameKind::Own) && frames.iter().any(|f| maybe_own(f, rules))
 }
 
 /// From all the frames of a stack, its traceback: from the site outward,
 /// at most `nframes` long. When no frame is the program's own and some
 /// frame without debug info might be, the site cannot be told yet: all
-/// frames are kept, for `alloc-probe symbolize`.
+/// frames past the tracker's own are kept, for `alloc-probe symbolize`
+/// (the tracker's frames are never a site, and would show as one).
 pub(crate) fn site_traceback(mut all: Vec<Frame>, rules: &SiteRules, nframes: usize) -> Vec<Frame> {
     if all.is_empty() {
         return vec![Frame::new(UNKNOWN, "", 0)];
     }
     let kinds: Vec<FrameKind> = all.iter().map(|f| classify(f, rules)).collect();
-    if !kinds.contains(&FrameKind::Own) && all.iter().any(|f| maybe_own(f, rules)) {
+    if site_undecided(&all, &kinds, rules) {
+        let tracker = kinds.iter().take_while(|&&k| k == FrameKind::Tracker).count();
+        all.drain(..tracker.min(all.len() - 1));
         return all;
     }
     let site = choose_site_kinds(&kinds);
@@ -418,13 +452,18 @@ pub(crate) fn site_traceback(mut all: Vec<Frame>, rules: &SiteRules, nframes: us
 }
 
 /// Whether a traceback was kept whole, its site not chosen (see
-/// [`site_traceback`]).
+/// [`site_traceback`]). Reports of earlier versions kept the tracker's
+/// frames in front: a traceback that starts with one needs a site too.
 pub(crate) fn needs_site(frames: &[Frame], rules: &SiteRules) -> bool {
     let first = match frames.first() {
         Some(f) => f,
         None => return false,
     };
-    matches!(classify(first, rules), FrameKind::Tracker | FrameKind::Unknown) || maybe_own(first, rules)
+    if matches!(classify(first, rules), FrameKind::Tracker | FrameKind::Unknown) || maybe_own(first, rules) {
+        return true;
+    }
+    let kinds: Vec<FrameKind> = frames.iter().map(|f| classify(f, rules)).collect();
+    site_undecided(frames, &kinds, rules)
 }
 
 /// The traceback of a stack, from its site outward, at most `nframes` long.
@@ -537,6 +576,43 @@ mod tests {
         ];
         assert_eq!(choose_site(&frames, &rules), 1);
         assert_eq!(choose_site(&frames[..1], &rules), 0);
+    }
+
+    fn unresolved(object: &str, offset: u64) -> Frame {
+        placeholder(0, object, offset)
+    }
+
+    #[test]
+    fn libc_without_symbols_below_a_thread_does_not_hold_the_site_open() {
+        let rules = SiteRules::default();
+        // A monitor-like thread: the tracker, std, a dependency, then
+        // libc's thread start known only by offset.
+        let frames = vec![
+            fr("leaktrace::hot::stack::capture", &format!("{OWN_SRC}hot/stack.rs")),
+            fr("leaktrace::hot::record", &format!("{OWN_SRC}hot/mod.rs")),
+            fr("__rustc::__rust_alloc", "/home/me/app/src/main.rs"),
+            fr("alloc::vec::Vec<T>::with_capacity", "/rustc/abc/library/alloc/src/vec/mod.rs"),
+            fr(
+                "parking_lot_core::parking_lot::HashTable::new",
+                "/root/.cargo/registry/src/x/parking_lot_core-0.9/src/p.rs",
+            ),
+            fr("std::thread::lifecycle::spawn_unchecked", "/rustc/abc/library/std/src/thread/lifecycle.rs"),
+            unresolved("libc.so.6", 0x891f5),
+            unresolved("libc.so.6", 0x1098ec),
+        ];
+        let tb = site_traceback(frames.clone(), &rules, 16);
+        assert_eq!(tb[0].function, "parking_lot_core::parking_lot::HashTable::new", "{tb:?}");
+        assert!(!needs_site(&tb, &rules));
+        // The program's own object without debug info might hold the site:
+        // kept for `alloc-probe symbolize`, but without the tracker's frames.
+        let mut stripped = frames.clone();
+        stripped.insert(6, unresolved("myservice", 0x1234));
+        let tb = site_traceback(stripped, &rules, 16);
+        assert_eq!(tb.len(), 6, "{tb:?}");
+        assert_eq!(tb[0].function, "alloc::vec::Vec<T>::with_capacity", "{tb:?}");
+        assert!(needs_site(&tb, &rules), "{tb:?}");
+        // A report of an earlier version, the tracker's frames in front.
+        assert!(needs_site(&frames, &rules));
     }
 
     #[test]

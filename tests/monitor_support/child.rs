@@ -182,6 +182,14 @@ pub fn names_the_leak(path: &Path, report: &MonitorReport) {
     let top = &report.diff.sites[0];
     assert_eq!(top.location.line, line, "{}: top site {:?}", path.display(), top.location);
     assert!(top.size_diff > 0, "{top:?}");
+    // The tracker's own frames are never a site (the monitor's thread
+    // once showed `leaktrace::hot::stack::capture`, kept whole for libc's
+    // unsymbolized thread start).
+    for site in &report.diff.sites {
+        let f = &site.location;
+        let tracker = f.function.starts_with("leaktrace::") || f.function.starts_with("<leaktrace::");
+        assert!(!(tracker && f.file.starts_with("src/")), "{}: tracker frame as a site: {f:?}", path.display());
+    }
 }
 
 /// In the child: the monitor the scenarios share (50 ms interval, judged
