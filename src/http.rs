@@ -19,7 +19,7 @@
 //! | `GET /debug/pprof/heap` | a snapshot now, as a gzipped pprof profile ([`crate::pprof::heap_profile`]) |
 //! | `GET /debug/pprof/allocs` | the same, `alloc_space` by default ([`crate::pprof::allocs_profile`]) |
 //! | `GET /snapshot` | a snapshot now, as `leaktrace.snapshot.v1` JSON |
-//! | `GET /trend` | 404 with a message: the endpoint is not wired to a monitor yet |
+//! | `GET /trend` | the running [`crate::Monitor`]'s window as a trend, with the sites it judges to leak ([`crate::LiveTrend`], `leaktrace.trend.v1` JSON); 404 without a monitor, 503 if it does not answer within half the request timeout |
 //! | `GET /debug/pprof/` | the list of routes |
 //!
 //! Safety of the endpoint, by default:
@@ -440,7 +440,7 @@ const INDEX: &str = "leaktrace endpoint\n\n\
     /debug/pprof/heap    live memory by stack (gzipped pprof; go tool pprof URL)\n\
     /debug/pprof/allocs  the same, alloc_space by default\n\
     /snapshot            a snapshot (leaktrace.snapshot.v1 JSON)\n\
-    /trend               not served: no monitor is wired to this endpoint\n";
+    /trend               the monitor's window as a trend, suspects in `monitor` (JSON)\n";
 
 /// Answers one request head.
 fn handle(head: &[u8], settings: &Builder) -> Vec<u8> {
@@ -490,6 +490,9 @@ fn handle(head: &[u8], settings: &Builder) -> Vec<u8> {
         "/snapshot" => Some(("application/json", "", crate::take_snapshot("http").to_json().into_bytes())),
         _ => None,
     });
+    if path == "/trend" {
+        return trend(settings, head_only);
+    }
     match (path, answer) {
         (_, Err(_)) => response(500, "text/plain", b"the snapshot failed\n", &[], head_only),
         (_, Ok(Some((ty, file, body)))) => {
@@ -500,15 +503,40 @@ fn handle(head: &[u8], settings: &Builder) -> Vec<u8> {
         ("/debug/pprof/" | "/debug/pprof" | "/", Ok(None)) => {
             response(200, "text/plain; charset=utf-8", INDEX.as_bytes(), &[], head_only)
         }
-        ("/trend", Ok(None)) => response(
+        (_, Ok(None)) => response(404, "text/plain", b"not found; see /debug/pprof/\n", &[], head_only),
+    }
+}
+
+/// `GET /trend`: the running monitor's, asked for and waited on (at most
+/// half the request timeout, so that the answer still leaves in time).
+fn trend(settings: &Builder, head_only: bool) -> Vec<u8> {
+    use crate::monitor::NoTrend;
+    match crate::monitor::live_trend(settings.request_timeout / 2) {
+        Ok(trend) => {
+            let body = std::panic::catch_unwind(|| trend.to_json());
+            let _ignore = crate::hot::control::ignore();
+            drop(trend);
+            match body {
+                Ok(body) => response(200, "application/json", body.as_bytes(), &[], head_only),
+                Err(_) => response(500, "text/plain", b"the trend failed\n", &[], head_only),
+            }
+        }
+        Err(NoTrend::NoMonitor) => response(
             404,
             "text/plain",
-            b"no trend: no monitor is wired to this endpoint (leaktrace::http serves /snapshot and /debug/pprof/heap; \
-              take snapshots over time and run alloc-probe trend)\n",
+            b"no trend: no leaktrace::Monitor runs in this process (start one, or take snapshots over time \
+              from /snapshot and run alloc-probe trend)\n",
             &[],
             head_only,
         ),
-        (_, Ok(None)) => response(404, "text/plain", b"not found; see /debug/pprof/\n", &[], head_only),
+        Err(NoTrend::Failed) => response(500, "text/plain", b"the trend failed\n", &[], head_only),
+        Err(NoTrend::Busy) => response(
+            503,
+            "text/plain",
+            b"the monitor did not answer in time (a tick or a report in progress); try again\n",
+            &[("Retry-After", "1")],
+            head_only,
+        ),
     }
 }
 
@@ -524,7 +552,8 @@ mod tests {
     fn routes_methods_and_tokens() {
         let open = Server::builder();
         assert!(answer("GET /nope HTTP/1.1\r\n\r\n", &open).starts_with("HTTP/1.1 404"));
-        assert!(answer("GET /trend HTTP/1.1\r\n\r\n", &open).contains("no monitor"));
+        // No monitor runs in the unit tests.
+        assert!(answer("GET /trend HTTP/1.1\r\n\r\n", &open).starts_with("HTTP/1.1 404"));
         assert!(answer("POST /snapshot HTTP/1.1\r\n\r\n", &open).starts_with("HTTP/1.1 405"));
         assert!(answer("GET /snapshot\r\n\r\n", &open).starts_with("HTTP/1.1 400"));
         assert!(answer("GET /debug/pprof/heap?seconds=30 HTTP/1.1\r\n\r\n", &open).starts_with("HTTP/1.1 400"));

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use super::worker::Worker;
-use super::{Callback, MonitorStats, Settings, Shared};
+use super::{Callback, LiveTrend, MonitorStats, Settings, Shared};
 use crate::hot::control::StackId;
 use crate::{Config, Finding};
 use std::path::{Path, PathBuf};
@@ -271,6 +271,7 @@ impl MonitorBuilder {
         let worker = Worker::new(settings, self.callbacks, shared.clone());
         let thread = std::thread::Builder::new().name("leaktrace-monitor".into()).spawn(move || worker.run())?;
         super::exit::register(&shared);
+        super::live::register(&shared);
         Ok(Monitor { shared, thread: Some(thread), report_dir })
     }
 }
@@ -408,6 +409,15 @@ impl Monitor {
         // Built untraced: in sampled mode the program must get its own copy
         // (see `hand_over`), or freeing it drives the traced total down.
         crate::hand_over(stats)
+    }
+
+    /// The trend of the monitor's window now, with the sites it judges to
+    /// leak (see [`LiveTrend`]); `None` if its thread has ended or did not
+    /// answer within `wait` (it answers between ticks: a tick that writes a
+    /// report can take a while). Served as JSON by `GET /trend` on
+    /// [`crate::http`].
+    pub fn trend(&self, wait: Duration) -> Option<LiveTrend> {
+        self.shared.ask_trend(wait).ok().map(super::live::copy_out)
     }
 
     fn shutdown(&mut self) {

@@ -186,6 +186,8 @@ impl Shared {
         r.finished = true;
         r.done = r.requested;
         self.served.notify_all();
+        drop(r);
+        super::live::unregister(self);
     }
 
     fn on_own_thread(&self) -> bool {
@@ -354,6 +356,7 @@ impl Worker {
                 Woke::Deadline => return true,
                 Woke::Stop => return false,
                 Woke::Request(reason, ticket) => self.serve(reason, ticket),
+                Woke::Trend(ticket) => self.serve_trend(ticket),
             }
         }
     }

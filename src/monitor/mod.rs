@@ -57,7 +57,8 @@
 //! `worker.rs` (schedule, snapshot, RSS and task checks), `judge.rs` (leak
 //! judging), `clearing.rs` (following and clearing reported sites),
 //! `report.rs` (report writing), `exit.rs` (final and on-demand reports:
-//! requests, signals, `atexit`), `oom.rs` (memory limits, pre-OOM reports),
+//! requests, signals, `atexit`), `live.rs` (the trend of now, for
+//! [`Monitor::trend`] and `GET /trend`), `oom.rs` (memory limits, pre-OOM reports),
 //! `sys.rs` (the few libc calls, the only `unsafe`).
 //!
 //! [`analyze_series`]: crate::analyze_series
@@ -70,6 +71,7 @@ mod clearing;
 mod exit;
 mod findings;
 mod judge;
+mod live;
 mod oom;
 mod report;
 mod sys;
@@ -82,6 +84,8 @@ pub use exit::ReportReason;
 pub use findings::{
     ClearedFinding, ClearedKind, Finding, LeakFinding, LeakSuspect, MonitorStats, RssFinding, TasksFinding,
 };
+pub(crate) use live::{latest as live_trend, NoTrend};
+pub use live::{LiveTrend, LiveTrendInfo};
 pub use oom::MemoryLimitInfo;
 pub use report::{MonitorReport, MonitorReportInfo, WindowSample};
 
@@ -148,6 +152,8 @@ pub(super) struct Requests {
     pub(super) finished: bool,
     /// The monitor's thread, so that an exit on it does not wait for itself.
     pub(super) thread: Option<std::thread::ThreadId>,
+    /// Trends asked for (`live.rs`), answered between ticks.
+    pub(super) trend: live::TrendRequests,
 }
 
 /// Why the worker's wait ended.
@@ -155,6 +161,8 @@ pub(super) enum Woke {
     Deadline,
     Stop,
     Request(exit::ReportReason, u64),
+    /// A trend is asked for, up to this ticket.
+    Trend(u64),
 }
 
 impl Shared {
@@ -184,14 +192,18 @@ impl Shared {
             if let Some(reason) = guard.pending.take() {
                 return Woke::Request(reason, guard.requested);
             }
+            if let Some(ticket) = guard.trend.wanted() {
+                return Woke::Trend(ticket);
+            }
             if self.stopping() {
                 return Woke::Stop;
             }
             if self.wake.wait_until(&mut guard, deadline).timed_out() {
-                return match guard.pending.take() {
-                    Some(reason) => Woke::Request(reason, guard.requested),
-                    None if self.stopping() => Woke::Stop,
-                    None => Woke::Deadline,
+                return match (guard.pending.take(), guard.trend.wanted()) {
+                    (Some(reason), _) => Woke::Request(reason, guard.requested),
+                    (None, Some(ticket)) => Woke::Trend(ticket),
+                    (None, None) if self.stopping() => Woke::Stop,
+                    (None, None) => Woke::Deadline,
                 };
             }
         }

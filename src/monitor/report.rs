@@ -106,6 +106,22 @@ impl Worker {
         snap
     }
 
+    /// The window's snapshots, `times` their offsets.
+    pub(super) fn window_samples(&self, times: &[f64]) -> Vec<WindowSample> {
+        self.window
+            .iter()
+            .zip(times)
+            .map(|(e, &t)| WindowSample {
+                label: format!("monitor tick {}", e.tick),
+                offset_seconds: t,
+                traced_bytes: e.raw.current,
+                rss_bytes: e.process.as_ref().map(|p| p.rss_bytes),
+                vms_bytes: e.process.as_ref().map(|p| p.vms_bytes),
+                live_tasks: e.live_tasks(),
+            })
+            .collect()
+    }
+
     /// Writes the report; `None` when stopped first or when it cannot be
     /// written (logged once, until a report is written again).
     pub(super) fn write_report(
@@ -130,19 +146,7 @@ impl Worker {
         let newer = self.snapshot_of(last);
         let mut diff = newer.compare_to(&older, GroupBy::Line);
         suspects_first(&mut diff, suspects);
-        let samples = self
-            .window
-            .iter()
-            .zip(times)
-            .map(|(e, &t)| WindowSample {
-                label: format!("monitor tick {}", e.tick),
-                offset_seconds: t,
-                traced_bytes: e.raw.current,
-                rss_bytes: e.process.as_ref().map(|p| p.rss_bytes),
-                vms_bytes: e.process.as_ref().map(|p| p.vms_bytes),
-                live_tasks: e.live_tasks(),
-            })
-            .collect();
+        let samples = self.window_samples(times);
         let report = MonitorReport {
             diff,
             monitor: MonitorReportInfo {
