@@ -66,11 +66,49 @@ fn child_body(name: &str) {
             println!("child: still running after SIGUSR2");
             drop(monitor);
         }
+        "ignored" => {
+            // Final reports on: SIGINT would be one of the monitor's signals.
+            let monitor = leaking_monitor(|b| b);
+            // The parent sends SIGINT once this is ready; give it time to land.
+            std::thread::sleep(Duration::from_millis(800));
+            println!("child: SIGINT ignored");
+            drop(monitor);
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
 
+/// The disposition the child starts with for `signals`.
+fn dispositions(cmd: &mut std::process::Command, handler: libc::sighandler_t, signals: &[i32]) {
+    use std::os::unix::process::CommandExt;
+    let signals = signals.to_vec();
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls `signal`, which is async-signal-safe, allocating nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &sig in &signals {
+                libc::signal(sig, handler);
+            }
+            Ok(())
+        });
+    }
+}
+
 fn signalled(test: &str, scenario_name: &str, tag: &str, signals: &[i32]) -> (std::path::PathBuf, Ended) {
+    signalled_with(test, scenario_name, tag, signals, libc::SIG_DFL)
+}
+
+/// Runs the child with `signals` at `disposition` to begin with (a test
+/// run started in the background by a non-interactive shell inherits
+/// SIGINT ignored: the default is set back, as a service starts with it),
+/// then sends them one by one once it is ready.
+fn signalled_with(
+    test: &str,
+    scenario_name: &str,
+    tag: &str,
+    signals: &[i32],
+    disposition: libc::sighandler_t,
+) -> (std::path::PathBuf, Ended) {
     let _serial = child::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch_dir(tag);
     let signals = signals.to_vec();
@@ -79,7 +117,7 @@ fn signalled(test: &str, scenario_name: &str, tag: &str, signals: &[i32]) -> (st
         scenario_name,
         &dir,
         DEADLINE,
-        |_| {},
+        |cmd| dispositions(cmd, disposition, &signals),
         |pid| {
             for (i, &sig) in signals.iter().enumerate() {
                 if i > 0 {
@@ -116,6 +154,20 @@ fn sigterm_leaves_a_final_report_then_kills() {
 #[test]
 fn sigint_leaves_a_final_report_then_kills() {
     final_report_on("sigint_leaves_a_final_report_then_kills", libc::SIGINT, ReportReason::Sigint);
+}
+
+#[test]
+fn an_ignored_sigint_stays_ignored() {
+    if let Some(s) = scenario() {
+        return child_body(&s);
+    }
+    // As under `nohup` or `cmd &`: the monitor leaves the signal alone.
+    let (dir, ended) =
+        signalled_with("an_ignored_sigint_stays_ignored", "ignored", "ignored", &[libc::SIGINT], libc::SIG_IGN);
+    assert_eq!(ended.code(), Some(0), "not killed by the ignored SIGINT: {}", ended.status);
+    assert_eq!(ended.lines("child: SIGINT ignored").len(), 1);
+    assert!(reports(&dir, ReportReason::Sigint).is_empty(), "no sigint report");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
