@@ -414,7 +414,8 @@ impl Monitor {
     /// The trend of the monitor's window now, with the sites it judges to
     /// leak (see [`LiveTrend`]); `None` if its thread has ended or did not
     /// answer within `wait` (it answers between ticks: a tick that writes a
-    /// report can take a while). Served as JSON by `GET /trend` on
+    /// report can take a while), and at once on the monitor's own thread
+    /// (an `on_finding` callback). Served as JSON by `GET /trend` on
     /// [`crate::http`].
     pub fn trend(&self, wait: Duration) -> Option<LiveTrend> {
         self.shared.ask_trend(wait).ok().map(super::live::copy_out)

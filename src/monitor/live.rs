@@ -153,6 +153,11 @@ impl Shared {
         if r.finished {
             return Err(NoTrend::NoMonitor);
         }
+        // Asked on the monitor's own thread (an `on_finding` callback): it
+        // cannot answer while it waits for itself.
+        if r.thread == Some(std::thread::current().id()) {
+            return Err(NoTrend::Busy);
+        }
         r.trend.asked += 1;
         let ticket = r.trend.asked;
         self.wake.notify_all();

@@ -370,3 +370,20 @@ fn an_asked_report_warns_only_when_something_is_wrong() {
     assert_eq!(asked_report_level(false, true, true), Warn, "memory runs short");
     assert_eq!(asked_report_level(false, false, false), Warn, "the report could not be written");
 }
+
+#[test]
+fn a_trend_asked_on_the_monitors_own_thread_is_refused_at_once() {
+    use super::NoTrend;
+    let shared = Shared::new(false, Vec::new(), Duration::from_secs(1));
+    shared.lock.lock().thread = Some(std::thread::current().id());
+    let t = std::time::Instant::now();
+    assert_eq!(shared.ask_trend(Duration::from_secs(30)).err(), Some(NoTrend::Busy));
+    assert!(t.elapsed() < Duration::from_secs(5), "waited {:?} for itself", t.elapsed());
+    assert_eq!(shared.lock.lock().trend.asked, 0, "no request left behind");
+    // Another thread's request, never served, times out as busy.
+    shared.lock.lock().thread = None;
+    assert_eq!(shared.ask_trend(Duration::from_millis(50)).err(), Some(NoTrend::Busy));
+    // Once the worker has finished, there is no monitor.
+    shared.finished();
+    assert_eq!(shared.ask_trend(Duration::from_secs(30)).err(), Some(NoTrend::NoMonitor));
+}
