@@ -508,7 +508,8 @@ fn handle(head: &[u8], settings: &Builder) -> Vec<u8> {
 }
 
 /// `GET /trend`: the running monitor's, asked for and waited on (at most
-/// half the request timeout, so that the answer still leaves in time).
+/// half the request timeout, so that the answer still leaves in time). The
+/// one server thread waits meanwhile: other connections are read on after.
 fn trend(settings: &Builder, head_only: bool) -> Vec<u8> {
     use crate::monitor::NoTrend;
     match crate::monitor::live_trend(settings.request_timeout / 2) {

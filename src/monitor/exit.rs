@@ -186,7 +186,11 @@ impl Shared {
         r.finished = true;
         r.done = r.requested;
         self.served.notify_all();
+        // The last trend was built untraced: freed the same way.
+        let trend = r.trend.answer.take();
         drop(r);
+        let _ignore = crate::hot::control::ignore();
+        drop(trend);
         super::live::unregister(self);
     }
 
@@ -356,7 +360,14 @@ impl Worker {
                 Woke::Deadline => return true,
                 Woke::Stop => return false,
                 Woke::Request(reason, ticket) => self.serve(reason, ticket),
-                Woke::Trend(ticket) => self.serve_trend(ticket),
+                Woke::Trend(ticket) => {
+                    // One trend per turn: askers that keep asking never
+                    // hold up the tick that is due.
+                    self.serve_trend(ticket);
+                    if Instant::now() >= deadline {
+                        return true;
+                    }
+                }
             }
         }
     }

@@ -148,7 +148,8 @@ impl Shared {
     /// Asks this monitor's thread for its trend and waits at most `wait`.
     pub(super) fn ask_trend(&self, wait: Duration) -> Result<Arc<LiveTrend>, NoTrend> {
         let _ignore = crate::hot::control::ignore();
-        let deadline = Instant::now() + wait;
+        let now = Instant::now();
+        let deadline = now.checked_add(wait).unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
         let mut r = self.lock.lock();
         if r.finished {
             return Err(NoTrend::NoMonitor);
@@ -179,10 +180,13 @@ impl Worker {
     /// Answers the trend requests up to `ticket`.
     pub(super) fn serve_trend(&mut self, ticket: u64) {
         let _ignore = crate::hot::control::ignore();
+        // Not cut short by a stop (the suspects would be left out).
+        self.serving = true;
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Arc::new(self.live_trend())));
         if built.is_err() {
             log::error!("leaktrace: the monitor's trend panicked; GET /trend answers 500");
         }
+        self.serving = false;
         let old = {
             let mut r = self.shared.lock.lock();
             r.trend.done = r.trend.done.max(ticket);

@@ -192,17 +192,17 @@ impl Shared {
             if let Some(reason) = guard.pending.take() {
                 return Woke::Request(reason, guard.requested);
             }
-            if let Some(ticket) = guard.trend.wanted() {
-                return Woke::Trend(ticket);
-            }
             if self.stopping() {
                 return Woke::Stop;
+            }
+            if let Some(ticket) = guard.trend.wanted() {
+                return Woke::Trend(ticket);
             }
             if self.wake.wait_until(&mut guard, deadline).timed_out() {
                 return match (guard.pending.take(), guard.trend.wanted()) {
                     (Some(reason), _) => Woke::Request(reason, guard.requested),
+                    (None, _) if self.stopping() => Woke::Stop,
                     (None, Some(ticket)) => Woke::Trend(ticket),
-                    (None, None) if self.stopping() => Woke::Stop,
                     (None, None) => Woke::Deadline,
                 };
             }
