@@ -484,15 +484,15 @@ fn handle(head: &[u8], settings: &Builder) -> Vec<u8> {
             head_only,
         );
     }
+    if path == "/trend" {
+        return trend(settings, head_only);
+    }
     let answer = std::panic::catch_unwind(|| match path {
         "/debug/pprof/heap" => Some(("application/octet-stream", "heap.pb.gz", crate::pprof::heap_profile())),
         "/debug/pprof/allocs" => Some(("application/octet-stream", "allocs.pb.gz", crate::pprof::allocs_profile())),
         "/snapshot" => Some(("application/json", "", crate::take_snapshot("http").to_json().into_bytes())),
         _ => None,
     });
-    if path == "/trend" {
-        return trend(settings, head_only);
-    }
     match (path, answer) {
         (_, Err(_)) => response(500, "text/plain", b"the snapshot failed\n", &[], head_only),
         (_, Ok(Some((ty, file, body)))) => {
@@ -512,16 +512,14 @@ fn handle(head: &[u8], settings: &Builder) -> Vec<u8> {
 /// one server thread waits meanwhile: other connections are read on after.
 fn trend(settings: &Builder, head_only: bool) -> Vec<u8> {
     use crate::monitor::NoTrend;
-    match crate::monitor::live_trend(settings.request_timeout / 2) {
-        Ok(trend) => {
-            let body = std::panic::catch_unwind(|| trend.to_json());
-            let _ignore = crate::hot::control::ignore();
-            drop(trend);
-            match body {
-                Ok(body) => response(200, "application/json", body.as_bytes(), &[], head_only),
-                Err(_) => response(500, "text/plain", b"the trend failed\n", &[], head_only),
-            }
-        }
+    let body = crate::monitor::live_trend(settings.request_timeout / 2).and_then(|trend| {
+        let body = std::panic::catch_unwind(|| trend.to_json()).map_err(|_| NoTrend::Failed);
+        let _ignore = crate::hot::control::ignore();
+        drop(trend);
+        body
+    });
+    match body {
+        Ok(body) => response(200, "application/json", body.as_bytes(), &[], head_only),
         Err(NoTrend::NoMonitor) => response(
             404,
             "text/plain",

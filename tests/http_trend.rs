@@ -11,11 +11,11 @@ mod monitor_support;
 use common::{is_file, marker_line};
 use leaktrace::http::serve;
 use leaktrace::{LiveTrend, Monitor, Verdict};
-use monitor_support::{run_in_child, scratch_dir, wait_for};
+use monitor_support::{repeat, run_in_child, scratch_dir, wait_for};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 #[global_allocator]
@@ -84,16 +84,7 @@ fn body() {
         .report_dir(&dir)
         .final_report(false)
         .start();
-    let stop = Arc::new(AtomicBool::new(false));
-    let leaker = std::thread::spawn({
-        let stop = stop.clone();
-        move || {
-            while !stop.load(Ordering::Relaxed) {
-                leak_one();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    });
+    let leaker = repeat(Duration::from_millis(5), leak_one);
 
     // Once the window is long enough to judge and the leak is a suspect.
     let served = wait_for(Duration::from_secs(30), || {
@@ -109,8 +100,7 @@ fn body() {
     });
     let (text, trend) =
         served.unwrap_or_else(|| panic!("no suspect in /trend within 30 s; stats {:?}", monitor.stats()));
-    stop.store(true, Ordering::Relaxed);
-    leaker.join().unwrap();
+    leaker.stop();
 
     assert!(text.contains("\"format\": \"leaktrace.trend.v1\""), "{text:.200}");
     // Readable as a plain trend too.

@@ -7,9 +7,8 @@ mod monitor_support;
 
 use common::{is_file, marker_line};
 use leaktrace::{Finding, Monitor, MonitorReport, SnapshotDiff, Verdict};
-use monitor_support::{capture_log, json_files, logged, run_in_child, scratch_dir, wait_for};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use monitor_support::{capture_log, json_files, logged, repeat, run_in_child, scratch_dir, wait_for};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -50,16 +49,7 @@ fn body() {
         .start();
 
     // 4 KiB every 10 ms: about 400 KiB a second, in every interval.
-    let stop = Arc::new(AtomicBool::new(false));
-    let leaker = std::thread::spawn({
-        let stop = stop.clone();
-        move || {
-            while !stop.load(Ordering::Relaxed) {
-                leak_one();
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    });
+    let leaker = repeat(Duration::from_millis(10), leak_one);
 
     let report_path =
         wait_for(Duration::from_millis(2500).saturating_sub(started.elapsed()), || json_files(&dir).into_iter().next())
@@ -125,7 +115,6 @@ fn body() {
     eprintln!("drop took {took:?}");
     assert!(took < INTERVAL, "drop took {took:?}");
 
-    stop.store(true, Ordering::Relaxed);
-    leaker.join().unwrap();
+    leaker.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -120,3 +120,34 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A thread calling a function again and again, a pause between calls,
+/// until [`Repeating::stop`]: a leak or churn for a monitor to watch.
+pub struct Repeating {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Calls `f` every `pause` on a new thread.
+pub fn repeat(pause: Duration, mut f: impl FnMut() + Send + 'static) -> Repeating {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let thread = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            while !stop.load(Relaxed) {
+                f();
+                std::thread::sleep(pause);
+            }
+        }
+    });
+    Repeating { stop, thread }
+}
+
+impl Repeating {
+    /// Stops the calls and joins the thread.
+    pub fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
