@@ -87,6 +87,27 @@ unsafe impl GlobalAlloc for Flaky {
 #[global_allocator]
 static ALLOC: leaktrace::TrackingAllocator<Flaky> = leaktrace::TrackingAllocator::new(Flaky);
 
+/// `assert!` and `assert_eq!` for the loops that run under a failing
+/// policy: back to `PASS` first, so that the panic's own allocations do not
+/// fail (an allocation failing inside a panic hangs on the backtrace lock).
+macro_rules! check {
+    ($cond:expr, $($msg:tt)*) => {
+        if !$cond {
+            POLICY.store(PASS, Relaxed);
+            panic!($($msg)*);
+        }
+    };
+}
+macro_rules! check_eq {
+    ($a:expr, $b:expr, $($msg:tt)*) => {{
+        let (a, b) = ($a, $b);
+        if a != b {
+            POLICY.store(PASS, Relaxed);
+            assert_eq!(a, b, $($msg)*);
+        }
+    }};
+}
+
 /// The program's own allocation, through the global allocator.
 fn program_alloc(layout: Layout) -> *mut u8 {
     PROGRAM_CALL.with(|c| c.set(true));
@@ -94,6 +115,16 @@ fn program_alloc(layout: Layout) -> *mut u8 {
     let p = unsafe { std::alloc::alloc(layout) };
     PROGRAM_CALL.with(|c| c.set(false));
     p
+}
+
+/// The program's own realloc, through the global allocator.
+fn program_realloc(p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+    PROGRAM_CALL.with(|c| c.set(true));
+    // SAFETY: `p` was allocated with `layout` by the global allocator and is
+    // live; `new_size` is non-zero. On success the caller keeps the new block.
+    let q = unsafe { std::alloc::realloc(p, layout, new_size) };
+    PROGRAM_CALL.with(|c| c.set(false));
+    q
 }
 
 /// Allocates 3,000 blocks of distinct sizes from many stacks under `policy`,
@@ -118,14 +149,20 @@ fn run(policy: u8, mode: Mode) {
         let (after, untracked_after) = (leaktrace::traced_memory().current, leaktrace::untracked_blocks());
         if p.is_null() {
             seen_nulls += 1;
-            assert_eq!(after, before, "a failed allocation is not counted (call {i})");
-            assert_eq!(untracked_after, untracked_before, "nor untracked (call {i})");
+            check_eq!(after, before, "a failed allocation is not counted (call {i})");
+            check_eq!(untracked_after, untracked_before, "nor untracked (call {i})");
         } else {
             ok += 1;
+            if mode != Mode::Full {
+                // Sampled mode counts every byte the program allocates, on
+                // the fast path (counted before the inner call, taken back
+                // when it fails) as on the slow ones.
+                check_eq!(after, before + layout.size(), "sampled: counted exactly (call {i})");
+            }
             if mode == Mode::Full {
                 let recorded = after == before + layout.size() && untracked_after == untracked_before;
                 let untracked = after == before && untracked_after == untracked_before + 1;
-                assert!(
+                check!(
                     recorded || untracked,
                     "call {i}: {before} -> {after}, untracked {untracked_before} -> {untracked_after}"
                 );
@@ -147,6 +184,29 @@ fn run(policy: u8, mode: Mode) {
         assert_eq!(snap.totals.traced_bytes, leaktrace::traced_memory().current as u64);
         assert_eq!(snap.totals.blocks + leaktrace::untracked_blocks(), held.len() as u64);
     }
+    POLICY.store(policy, Relaxed);
+    // Then reallocs under the same policy, growing and shrinking: a failed one changes nothing, the
+    // block stays as it was; a served one moves the total by exactly the
+    // change in sampled mode.
+    for (i, (p, layout)) in held.iter_mut().enumerate() {
+        let new_size = if i % 2 == 0 { layout.size() * 3 } else { layout.size() / 2 + 1 };
+        let (before, untracked_before) = (leaktrace::traced_memory().current, leaktrace::untracked_blocks());
+        let q = program_realloc(*p, *layout, new_size);
+        let (after, untracked_after) = (leaktrace::traced_memory().current, leaktrace::untracked_blocks());
+        if q.is_null() {
+            seen_nulls += 1;
+            check_eq!(after, before, "a failed realloc is not counted (realloc {i})");
+            check_eq!(untracked_after, untracked_before, "nor untracked (realloc {i})");
+            continue;
+        }
+        if mode != Mode::Full {
+            check_eq!(after as isize - before as isize, new_size as isize - layout.size() as isize, "realloc {i}");
+        }
+        *p = q;
+        *layout = Layout::from_size_align(new_size, layout.align()).unwrap();
+    }
+    POLICY.store(PASS, Relaxed);
+    assert_eq!(seen_nulls, PROGRAM_FAILURES.load(Relaxed), "and of the reallocs");
     for (p, layout) in held {
         // SAFETY: allocated above with this layout, freed once.
         unsafe { std::alloc::dealloc(p, layout) };

@@ -28,6 +28,12 @@
 //!
 //! The state is a `const`-initialised `Cell<u32>` with no destructor, so it
 //! stays readable during thread exit, after other thread-locals are gone.
+//!
+//! While any guard bit is set, the thread's fast-path counter slot is the
+//! spare one (`counters::fast_off`), whose limits fail every check: so
+//! sampled mode's fast paths need no guard test of their own (three
+//! instructions on each of them), and a guarded allocation or free always
+//! reaches a slow path that reads the bits.
 
 #![forbid(unsafe_code)]
 
@@ -95,6 +101,7 @@ impl Guard {
                     return None;
                 }
                 s.set(w | BUSY as u32);
+                super::counters::fast_off();
                 Some(Guard { prev, context: w >> CONTEXT_SHIFT })
             })
             .ok()
@@ -111,6 +118,9 @@ impl Guard {
                 (w as u8, w >> CONTEXT_SHIFT)
             })
             .unwrap_or((0, 0));
+        if bits != 0 {
+            super::counters::fast_off();
+        }
         Guard { prev, context }
     }
 
@@ -127,5 +137,8 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let prev = self.prev as u32;
         let _ = STATE.try_with(|s| s.set((s.get() & !GUARD_BITS) | prev));
+        if prev == 0 {
+            super::counters::fast_on();
+        }
     }
 }

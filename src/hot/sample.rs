@@ -7,16 +7,21 @@
 //! sampled with probability `1 - exp(-s / mean_bytes)`, whatever came before
 //! it, and a snapshot weighs it by the inverse of that probability.
 //!
-//! The state is two `const` thread-locals without destructors, so it works
-//! during thread exit too.
+//! The state is `const` thread-locals without destructors, so it works
+//! during thread exit too. The countdown's fast path is not here: sampled
+//! mode counts a thread's allocated bytes in and down with one compare
+//! (`counters::try_alloc`), against a limit no larger than the countdown
+//! left, and flushes them off the countdown when it passes the limit
+//! (`counters::count_down`).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 thread_local! {
-    /// Bytes left before the next sample; 0 until first drawn (so the
-    /// first allocation goes to [`crossed`], which draws it: the fast path
-    /// needs no "not drawn yet" test).
+    /// Bytes left before the next sample, as of the thread's last flush of
+    /// counted bytes; 0 until first drawn (so the first allocation goes to
+    /// [`crossed`], which draws it: the fast path needs no "not drawn yet"
+    /// test).
     static COUNTDOWN: Cell<i64> = const { Cell::new(0) };
     /// xorshift64* state; 0 until seeded.
     static RNG: Cell<u64> = const { Cell::new(0) };
@@ -47,43 +52,32 @@ pub(crate) fn probability(size: usize, mean_bytes: usize) -> f64 {
     -(-(size as f64) / mean_bytes as f64).exp_m1()
 }
 
-/// The fast path: counts `size` bytes down and returns true when the
-/// countdown is not crossed (the allocation is not sampled). False sends
-/// the caller to [`crossed`].
-#[inline(always)]
-pub(crate) fn countdown(size: usize) -> bool {
-    COUNTDOWN
-        .try_with(|c| {
-            // `size` below 2^63 (a `Layout` promises it), and the countdown
-            // is at most 16 means, so this never wraps.
-            let left = c.get().wrapping_sub(size as i64);
-            if left > 0 {
-                c.set(left);
-                true
-            } else {
-                false
-            }
-        })
-        .unwrap_or(true)
+/// The countdown left when the thread's counted bytes were last flushed
+/// (`counters::count_down` subtracts what it counted since).
+#[inline]
+pub(crate) fn left() -> i64 {
+    COUNTDOWN.try_with(Cell::get).unwrap_or(0)
 }
 
-/// The countdown left after `size` more bytes, when it is not crossed
-/// (the caller commits it with [`set_left`] once nothing else is due);
-/// `None` when it is crossed.
-#[inline(always)]
-pub(crate) fn fast_left(size: usize) -> Option<i64> {
-    // As in `countdown`: never wraps.
-    let left = COUNTDOWN.try_with(Cell::get).unwrap_or(0).wrapping_sub(size as i64);
-    (left > 0).then_some(left)
-}
-
-/// Commits a countdown [`fast_left`] returned.
-#[inline(always)]
+/// Sets the countdown, and the fast path's limit from it.
+#[inline]
 pub(crate) fn set_left(left: i64) {
     let _ = COUNTDOWN.try_with(|c| c.set(left));
+    super::counters::set_alloc_limit(left);
 }
 
-/// The slow path, after [`countdown`] returned false: whether this
+/// Counts `size` bytes down without the total: true when not crossed
+/// (the tests' stand-in for `counters::count_down`).
+#[cfg(test)]
+fn countdown(size: usize) -> bool {
+    let left = left() - size as i64;
+    if left > 0 {
+        let _ = COUNTDOWN.try_with(|c| c.set(left));
+    }
+    left > 0
+}
+
+/// The slow path, after `counters::count_down` returned false: whether this
 /// allocation of `size` bytes is sampled. Draws the next distance; a thread
 /// that has not drawn since the last `start()` draws its first one here.
 #[cold]
@@ -95,11 +89,11 @@ pub(crate) fn crossed(size: usize, mean_bytes: usize) -> bool {
         let _ = RNG.try_with(|c| c.set(0));
         let first = draw(mean_bytes);
         if first > size as i64 {
-            let _ = COUNTDOWN.try_with(|c| c.set(first - size as i64));
+            set_left(first - size as i64);
             return false;
         }
     }
-    let _ = COUNTDOWN.try_with(|c| c.set(draw(mean_bytes)));
+    set_left(draw(mean_bytes));
     true
 }
 

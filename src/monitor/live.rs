@@ -120,6 +120,7 @@ pub(super) fn unregister(shared: &Shared) {
 /// The trend of the monitor started last, waiting at most `wait` for its
 /// thread. The value is the tracker's: drop it under the tracker's guard,
 /// or use [`copy_out`].
+#[cfg(feature = "http")]
 pub(crate) fn latest(wait: Duration) -> Result<Arc<LiveTrend>, NoTrend> {
     let shared = {
         let _ignore = crate::hot::control::ignore();

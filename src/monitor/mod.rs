@@ -84,7 +84,10 @@ pub use exit::ReportReason;
 pub use findings::{
     ClearedFinding, ClearedKind, Finding, LeakFinding, LeakSuspect, MonitorStats, RssFinding, TasksFinding,
 };
-pub(crate) use live::{latest as live_trend, NoTrend};
+#[cfg(feature = "http")]
+pub(crate) use live::latest as live_trend;
+#[cfg(any(feature = "http", test))]
+pub(crate) use live::NoTrend;
 pub use live::{LiveTrend, LiveTrendInfo};
 pub use oom::MemoryLimitInfo;
 pub use report::{MonitorReport, MonitorReportInfo, WindowSample};
